@@ -1,0 +1,91 @@
+"""elbo-audit: where does your VAE's ELBO go?
+
+Exact ELBO-surgery decompositions (Hoffman & Johnson, 2016) of variational
+autoencoders from any framework, with Monte Carlo errors and bootstrap
+intervals, in nats per data point.
+"""
+
+from __future__ import annotations
+
+from ._audit import AuditSettings, ModelAudit, PriorAudit, audit_model, audit_posteriors, encode_all
+from ._bootstrap import BootstrapPlan
+from ._errors import (
+    AuditError,
+    DataError,
+    GateFailed,
+    ModelError,
+    PluginError,
+    UnsafeArtifactError,
+    UsageError,
+)
+from ._estimators import (
+    KLDecomposition,
+    avg_kl,
+    decompose_kl,
+    dimwise_kl,
+    index_code_mi,
+    marginal_kl,
+    total_correlation,
+)
+from ._families import DiagonalGaussian
+from ._mc import TermEstimate
+from ._pairwise import log_mixture_density, log_mixture_marginals
+from ._priors import (
+    DiagonalGaussianPrior,
+    MixtureOfGaussians,
+    StandardNormal,
+    aggregate_posterior_prior,
+    vamp_prior,
+)
+from ._protocols import AuditModel, Decoder, Encoder, Prior
+from ._version import __version__
+from .hookspecs import AdapterInfo, Dataset, DatasetInfo, ModelRef, PriorInfo, hookimpl
+
+__all__ = [
+    "__version__",
+    # protocols and model pieces
+    "Encoder",
+    "Decoder",
+    "Prior",
+    "AuditModel",
+    "DiagonalGaussian",
+    "StandardNormal",
+    "DiagonalGaussianPrior",
+    "MixtureOfGaussians",
+    "vamp_prior",
+    "aggregate_posterior_prior",
+    # estimators
+    "decompose_kl",
+    "KLDecomposition",
+    "TermEstimate",
+    "avg_kl",
+    "index_code_mi",
+    "marginal_kl",
+    "total_correlation",
+    "dimwise_kl",
+    "log_mixture_density",
+    "log_mixture_marginals",
+    # audits
+    "AuditSettings",
+    "ModelAudit",
+    "PriorAudit",
+    "audit_model",
+    "audit_posteriors",
+    "encode_all",
+    "BootstrapPlan",
+    # plugins
+    "hookimpl",
+    "AdapterInfo",
+    "DatasetInfo",
+    "PriorInfo",
+    "Dataset",
+    "ModelRef",
+    # errors
+    "AuditError",
+    "UsageError",
+    "DataError",
+    "ModelError",
+    "PluginError",
+    "UnsafeArtifactError",
+    "GateFailed",
+]

@@ -1,0 +1,292 @@
+"""The audit: encode a dataset, then estimate every term under every prior.
+
+All randomness comes from one seed. The draws of z for the KL side are the
+same for every prior of a model (common random numbers), so differences
+between priors carry less Monte Carlo noise, and they are the same for two
+adapters of the same weights, so two frameworks can be compared exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._errors import ModelError
+from ._estimators import KLDecomposition, decompose_kl
+from ._families import DiagonalGaussian
+from ._mc import TermEstimate, stratified_estimate
+from ._pairwise import Form
+from ._protocols import AuditModel, Decoder, Encoder, Prior
+
+__all__ = ["AuditSettings", "PriorAudit", "ModelAudit", "encode_all", "audit_posteriors", "audit_model"]
+
+_RECON = "Monte Carlo over z ~ q(z|x_n), {k} draw(s) per data point"
+
+
+@final
+@dataclass(frozen=True)
+class AuditSettings:
+    """Estimator settings of one run.
+
+    Parameters
+    ----------
+    seed : int
+    samples_per_point : int
+        Draws of z per data point on the KL side (S = N * samples_per_point).
+    reconstruction_samples : int
+        Draws of z per data point for ``reconstruction``.
+    variance_points : int
+        Pilot size for the Monte Carlo variance with one draw per point.
+    marginal_samples : int
+        Outer samples for ``total_correlation`` and ``dimwise_kl``.
+    form : {"gemm64", "direct"}
+    batch_size : int
+        Data points per call to the model.
+    """
+
+    seed: int = 0
+    samples_per_point: int = 1
+    reconstruction_samples: int = 2
+    variance_points: int = 1024
+    marginal_samples: int = 2048
+    form: Form = "gemm64"
+    batch_size: int = 1000
+
+    def as_attrs(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "samples_per_point": self.samples_per_point,
+            "reconstruction_samples": self.reconstruction_samples,
+            "variance_points": self.variance_points,
+            "marginal_samples": self.marginal_samples,
+            "pairwise_form": self.form,
+        }
+
+
+@final
+@dataclass(frozen=True)
+class PriorAudit:
+    """The decomposition of one model under one prior."""
+
+    prior: str
+    kl: KLDecomposition
+    reconstruction: TermEstimate
+    elbo: TermEstimate
+
+    def terms(self) -> dict[str, TermEstimate]:
+        out = {"reconstruction": self.reconstruction, "elbo": self.elbo}
+        out.update(self.kl.terms())
+        return out
+
+
+@final
+@dataclass(frozen=True)
+class ModelAudit:
+    """Every prior's decomposition for one model on one dataset."""
+
+    model: str
+    adapter: str
+    n_points: int
+    n_latent: int
+    by_prior: dict[str, PriorAudit]
+    posteriors: DiagonalGaussian
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def log_n(self) -> float:
+        return math.log(self.n_points)
+
+
+def _bad_rows(mask: NDArray[np.bool_], offset: int) -> str:
+    rows = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)) + offset
+    more = f" and {rows.size - 5} more" if rows.size > 5 else ""
+    return ", ".join(str(int(r)) for r in rows[:5]) + more
+
+
+def encode_all(encoder: Encoder, x: NDArray[Any], batch_size: int, model: str) -> DiagonalGaussian:
+    """Encode every row of ``x``, checking what the model returns.
+
+    Raises
+    ------
+    ModelError
+        The encoder raised, returned the wrong type or shape, or non-finite or
+        non-positive values; the message names the model and data points.
+    """
+    n = x.shape[0]
+    means, stds = [], []
+    for start in range(0, n, batch_size):
+        xb = x[start : start + batch_size]
+        try:
+            q = encoder.encode(xb)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(
+                f"model {model!r}: encoder raised on data points {start}..{start + len(xb) - 1}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(q, DiagonalGaussian):
+            raise ModelError(
+                f"model {model!r}: encoder returned {type(q).__name__}, expected DiagonalGaussian"
+            )
+        if q.mean.shape[0] != xb.shape[0]:
+            raise ModelError(
+                f"model {model!r}: encoder returned {q.mean.shape[0]} posteriors for a batch of "
+                f"{xb.shape[0]} data points (starting at {start})"
+            )
+        means.append(q.mean)
+        stds.append(q.std)
+    mean, std = np.concatenate(means), np.concatenate(stds)
+    if mean.ndim != 2 or len({m.shape[1] for m in means}) != 1:
+        raise ModelError(f"model {model!r}: encoder returned posteriors of varying latent size")
+    return DiagonalGaussian(mean, std, source=f"model {model!r}")
+
+
+def _check_loglik(ll: Any, shape: tuple[int, int], start: int, model: str) -> NDArray[np.float64]:
+    ll = np.asarray(ll, dtype=np.float64)
+    if ll.shape != shape:
+        raise ModelError(
+            f"model {model!r}: decoder returned log-likelihoods of shape {ll.shape}, "
+            f"expected {shape} (batch starting at data point {start})"
+        )
+    bad = ~np.isfinite(ll)
+    if bad.any():
+        raise ModelError(
+            f"model {model!r}: decoder returned NaN or infinite log-likelihoods at data points "
+            f"{_bad_rows(bad, start)}"
+        )
+    return ll
+
+
+def reconstruction_term(
+    decoder: Decoder,
+    x: NDArray[Any],
+    q: DiagonalGaussian,
+    rng: np.random.Generator,
+    k: int,
+    batch_size: int,
+    model: str,
+) -> TermEstimate:
+    """(1/N) sum_n E_{q(z|x_n)}[log p(x_n | z)] by Monte Carlo.
+
+    References
+    ----------
+    .. [1] D. P. Kingma and M. Welling, "Auto-encoding variational Bayes", ICLR 2014.
+    """
+    n = q.n_points
+    f = np.empty((n, k))
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        idx = np.arange(start, stop)
+        eps = rng.standard_normal((idx.size, k, q.n_latent))
+        z = q.mean[idx, None, :] + q.std[idx, None, :] * eps
+        try:
+            ll = decoder.log_likelihood(x[start:stop], z)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(
+                f"model {model!r}: decoder raised on data points {start}..{stop - 1}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        f[start:stop] = _check_loglik(ll, (idx.size, k), start, model)
+    return stratified_estimate(f, None, _RECON.format(k=k))
+
+
+def supplied_reconstruction(samples: NDArray[np.float64]) -> TermEstimate:
+    """``reconstruction`` from user-supplied samples of log p(x_n | z), shape (N,) or (N, K)."""
+    f = samples.reshape(samples.shape[0], -1)
+    how = f"user-supplied Monte Carlo samples, {f.shape[1]} per data point"
+    if f.shape[1] == 1:
+        how += " (standard error includes the spread between data points: conservative)"
+    return stratified_estimate(f, None, how)
+
+
+def _elbo(recon: TermEstimate, kl: TermEstimate) -> TermEstimate:
+    if not recon.evaluated:
+        return TermEstimate.not_evaluated("no decoder or reconstruction samples")
+    point = None
+    if recon.pointwise is not None and kl.pointwise is not None:
+        point = recon.pointwise - kl.pointwise
+    return TermEstimate(
+        recon.value - kl.value,
+        float(math.hypot(recon.se, kl.se)),
+        point,
+        "reconstruction - avg_kl",
+    )
+
+
+def audit_posteriors(
+    q: DiagonalGaussian,
+    priors: Mapping[str, Prior],
+    reconstruction: TermEstimate | None,
+    settings: AuditSettings,
+) -> dict[str, PriorAudit]:
+    """Decompose the ELBO of fixed posteriors under each of several priors."""
+    recon = reconstruction or TermEstimate.not_evaluated("no decoder or reconstruction samples")
+    out = {}
+    for name, prior in priors.items():
+        kl = decompose_kl(
+            q,
+            prior,
+            rng=np.random.default_rng([settings.seed, 0]),
+            samples_per_point=settings.samples_per_point,
+            variance_points=settings.variance_points,
+            marginal_samples=settings.marginal_samples,
+            form=settings.form,
+        )
+        out[name] = PriorAudit(name, kl, recon, _elbo(recon, kl.avg_kl))
+    return out
+
+
+def audit_model(
+    model: AuditModel,
+    x: NDArray[Any],
+    settings: AuditSettings,
+    extra_priors: Mapping[str, Prior] | None = None,
+) -> ModelAudit:
+    """Audit one model on the data ``x`` under its own prior and any alternatives.
+
+    Parameters
+    ----------
+    model : AuditModel
+    x : ndarray
+        The dataset, one data point per row.
+    settings : AuditSettings
+    extra_priors : mapping of str to Prior, optional
+        Alternative priors, by name; the model's own prior is ``"native"``.
+
+    Returns
+    -------
+    ModelAudit
+
+    References
+    ----------
+    .. [1] M. D. Hoffman and M. J. Johnson, "ELBO surgery", 2016.
+    """
+    q = encode_all(model.encoder, x, settings.batch_size, model.name)
+    if q.n_latent != model.prior.n_latent:
+        raise ModelError(
+            f"model {model.name!r}: encoder gives {q.n_latent} latents, its prior has "
+            f"{model.prior.n_latent}"
+        )
+    recon = None
+    if model.decoder is not None:
+        recon = reconstruction_term(
+            model.decoder,
+            x,
+            q,
+            np.random.default_rng([settings.seed, 1]),
+            settings.reconstruction_samples,
+            settings.batch_size,
+            model.name,
+        )
+    priors: dict[str, Prior] = {"native": model.prior}
+    priors.update(extra_priors or {})
+    by_prior = audit_posteriors(q, priors, recon, settings)
+    return ModelAudit(model.name, model.adapter, q.n_points, q.n_latent, by_prior, q, dict(model.attrs))

@@ -1,0 +1,68 @@
+"""The core's own plugin: the priors every installation has."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._errors import UsageError
+from ._priors import DiagonalGaussianPrior, MixtureOfGaussians, StandardNormal
+from .hookspecs import PriorInfo, hookimpl
+
+__all__ = ["elbo_audit_priors"]
+
+
+def _vector(options: dict[str, Any], key: str, default: float, d: int, prior: str) -> np.ndarray:
+    value = np.asarray(options.get(key, default), dtype=np.float64)
+    try:
+        return np.broadcast_to(value, (d,)).copy()
+    except ValueError:
+        raise UsageError(f"prior {prior!r}: {key!r} must be a number or a list of {d}") from None
+
+
+def _standard_normal(d: int, options: dict[str, Any]) -> StandardNormal:  # type: ignore[valid-type]
+    if options:
+        raise UsageError(f"prior 'standard_normal' takes no options, got {sorted(options)}")
+    return StandardNormal(d)
+
+
+def _diagonal(d: int, options: dict[str, Any]) -> DiagonalGaussianPrior:
+    unknown = set(options) - {"mean", "std"}
+    if unknown:
+        raise UsageError(f"prior 'diagonal_gaussian': unknown option(s) {sorted(unknown)}")
+    return DiagonalGaussianPrior(
+        _vector(options, "mean", 0.0, d, "diagonal_gaussian"),
+        _vector(options, "std", 1.0, d, "diagonal_gaussian"),
+    )
+
+
+def _mixture(d: int, options: dict[str, Any]) -> MixtureOfGaussians:
+    unknown = set(options) - {"weights", "mean", "std"}
+    missing = {"weights", "mean", "std"} - set(options)
+    if unknown or missing:
+        raise UsageError(
+            "prior 'mixture_of_gaussians' needs exactly the options weights, mean, std"
+            f" (unknown: {sorted(unknown)}, missing: {sorted(missing)})"
+        )
+    prior = MixtureOfGaussians(
+        np.asarray(options["weights"], float), np.asarray(options["mean"], float),
+        np.asarray(options["std"], float),
+    )
+    if prior.n_latent != d:
+        raise UsageError(f"prior 'mixture_of_gaussians' has {prior.n_latent} latents, model has {d}")
+    return prior
+
+
+@hookimpl
+def elbo_audit_priors() -> Sequence[PriorInfo]:
+    return (
+        PriorInfo("standard_normal", "isotropic N(0, I)", _standard_normal),
+        PriorInfo("diagonal_gaussian", "N(mean, diag(std^2)); options mean, std", _diagonal),
+        PriorInfo(
+            "mixture_of_gaussians",
+            "sum_k w_k N(mean_k, diag(std_k^2)); options weights, mean, std",
+            _mixture,
+        ),
+    )

@@ -1,0 +1,236 @@
+"""The netCDF report: a labelled xarray view of audits, written atomically.
+
+Root group: one variable per term over (``model``, ``prior``), with ``<term>_se``
+(Monte Carlo standard error) and ``<term>_ci`` (bootstrap interval over
+``ci_bound``). Group ``/replicates``: the bootstrap replicates over
+(``model``, ``prior``, ``replicate``). Group ``/pointwise`` (optional): the
+per-datapoint contributions over (``model``, ``prior``, ``datapoint``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ._audit import AuditSettings, ModelAudit
+from ._bootstrap import BootstrapPlan, percentile_interval, replicates
+from ._errors import UsageError
+
+__all__ = ["TERMS", "LONG_NAMES", "SCHEMA_VERSION", "build_report", "write_report"]
+
+SCHEMA_VERSION = "1.0"
+CONVENTIONS = "elbo-audit-1.0"
+
+TERMS = (
+    "elbo",
+    "reconstruction",
+    "avg_kl",
+    "index_code_mi",
+    "marginal_kl",
+    "total_correlation",
+    "dimwise_kl",
+    "decomposition_residual",
+)
+
+LONG_NAMES = {
+    "elbo": "evidence lower bound per data point",
+    "reconstruction": "expected log-likelihood E_q(z|x_n)[log p(x_n|z)], averaged over data points",
+    "avg_kl": "average KL(q(z|x_n) || p(z)) over data points",
+    "index_code_mi": "index-code mutual information I[n; z]",
+    "marginal_kl": "KL(q(z) || p(z)) from the aggregate posterior to the prior",
+    "total_correlation": "total correlation KL(q(z) || prod_j q(z_j))",
+    "dimwise_kl": "dimension-wise KL sum_j KL(q(z_j) || p(z_j))",
+    "decomposition_residual": "avg_kl - index_code_mi - marginal_kl (zero up to Monte Carlo error)",
+    "log_n": "log N, the ceiling of index_code_mi",
+}
+
+
+def _estimators(audits: Sequence[ModelAudit], term: str) -> str:
+    seen: list[str] = []
+    for a in audits:
+        for pa in a.by_prior.values():
+            how = pa.terms()[term].estimator
+            if how not in seen:
+                seen.append(how)
+    return "; ".join(seen)
+
+
+def build_report(
+    audits: Sequence[ModelAudit],
+    settings: AuditSettings,
+    *,
+    dataset: Mapping[str, Any],
+    prior_families: Mapping[tuple[str, str], str] | None = None,
+    n_resamples: int = 1000,
+    confidence_level: float = 0.95,
+    pointwise: bool = False,
+    title: str = "elbo-audit report",
+    history: str = "",
+    extra_attrs: Mapping[str, Any] | None = None,
+) -> xr.DataTree:
+    """Assemble the report of one run.
+
+    Parameters
+    ----------
+    audits : sequence of ModelAudit
+        One per model, all on the same dataset.
+    settings : AuditSettings
+    dataset : mapping
+        ``name``, ``sha256`` and ``size`` of the data audited.
+    prior_families : mapping, optional
+        (model, prior label) -> the prior's own name, for the ``prior_family``
+        variable.
+    n_resamples : int
+        Bootstrap replicates (0 disables the data intervals).
+    confidence_level : float
+    pointwise : bool
+        Whether to store per-datapoint contributions in ``/pointwise``.
+
+    Returns
+    -------
+    xarray.DataTree
+    """
+    if not audits:
+        raise UsageError("nothing to report: no model was audited")
+    models = [a.model for a in audits]
+    if len(set(models)) != len(models):
+        raise UsageError(f"model names must be unique, got {models}")
+    n = audits[0].n_points
+    if any(a.n_points != n for a in audits):
+        raise UsageError("all models of one report must be audited on the same data points")
+    priors: list[str] = []
+    for a in audits:
+        priors += [p for p in a.by_prior if p not in priors]
+    plan = BootstrapPlan.draw(n, n_resamples, settings.seed) if n_resamples > 0 else None
+
+    shape = (len(models), len(priors))
+    values = {t: np.full(shape, np.nan) for t in TERMS}
+    ses = {t: np.full(shape, np.nan) for t in TERMS}
+    cis = {t: np.full(shape + (2,), np.nan) for t in TERMS}
+    reps = {t: np.full(shape + (n_resamples,), np.nan) for t in TERMS}
+    points = {t: np.full(shape + (n,), np.nan) for t in TERMS} if pointwise else {}
+    family = np.full(shape, "", dtype=object)
+    for i, a in enumerate(audits):
+        for j, p in enumerate(priors):
+            if p not in a.by_prior:
+                continue
+            family[i, j] = (prior_families or {}).get((a.model, p), p)
+            for t, est in a.by_prior[p].terms().items():
+                values[t][i, j] = est.value
+                ses[t][i, j] = est.se
+                if plan is not None:
+                    r = replicates(est, plan)
+                    reps[t][i, j] = r
+                    cis[t][i, j] = percentile_interval(r, confidence_level)
+                if pointwise and est.pointwise is not None and est.index is None:
+                    points[t][i, j] = est.pointwise
+
+    dims = ("model", "prior")
+    data: dict[str, Any] = {}
+    for t in TERMS:
+        attrs = {"units": "nat", "long_name": LONG_NAMES[t], "estimator": _estimators(audits, t)}
+        data[t] = (dims, values[t], attrs)
+        data[f"{t}_se"] = (
+            dims,
+            ses[t],
+            {"units": "nat", "long_name": f"Monte Carlo standard error of {t} (dataset fixed)"},
+        )
+        data[f"{t}_ci"] = (
+            dims + ("ci_bound",),
+            cis[t],
+            {
+                "units": "nat",
+                "long_name": f"{confidence_level:.0%} bootstrap interval of {t} over data points",
+                "ci_method": "percentile",
+            },
+        )
+    data["log_n"] = (("model",), np.array([a.log_n for a in audits]), {"units": "nat", "long_name": LONG_NAMES["log_n"]})
+    data["n_latent"] = (("model",), np.array([a.n_latent for a in audits], dtype=np.int32), {"long_name": "latent dimension D"})
+    data["adapter"] = (("model",), np.array([a.adapter for a in audits], dtype=object), {"long_name": "adapter plugin"})
+    data["prior_family"] = (dims, family, {"long_name": "the prior each column is evaluated under"})
+    data["model_attrs"] = (
+        ("model",),
+        np.array([json.dumps(a.attrs, sort_keys=True, default=str) for a in audits], dtype=object),
+        {"long_name": "model provenance (artifacts, sha256, flags) as JSON"},
+    )
+    coords = {"model": models, "prior": priors, "ci_bound": ["lower", "upper"]}
+    root = xr.Dataset(data, coords=coords)
+    root.attrs.update(
+        {
+            "Conventions": CONVENTIONS,
+            "schema_version": SCHEMA_VERSION,
+            "title": title,
+            "history": history,
+            "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "creation_library": "elbo-audit",
+            "creation_library_version": _version(),
+            "dataset_name": str(dataset.get("name", "")),
+            "dataset_sha256": str(dataset.get("sha256", "")),
+            "dataset_size": int(dataset.get("size", n)),
+            "n_points": int(n),
+            "confidence_level": float(confidence_level),
+            "ci_method": "percentile bootstrap over per-datapoint contributions, q(z) held fixed",
+            "n_resamples": int(n_resamples),
+            **settings.as_attrs(),
+        }
+    )
+    for key, value in (extra_attrs or {}).items():
+        root.attrs[key] = _attr(value)
+    tree = {"/": root}
+    rep_vars = {
+        t: (("model", "prior", "replicate"), reps[t], {"units": "nat", "long_name": f"bootstrap replicates of {t}"})
+        for t in TERMS
+    }
+    tree["/replicates"] = xr.Dataset(
+        rep_vars, coords={"model": models, "prior": priors, "replicate": np.arange(n_resamples)}
+    )
+    if pointwise:
+        pw = {
+            t: (("model", "prior", "datapoint"), points[t], {"units": "nat", "long_name": f"per-datapoint {t}"})
+            for t in TERMS
+        }
+        tree["/pointwise"] = xr.Dataset(pw, coords={"model": models, "prior": priors, "datapoint": np.arange(n)})
+    return xr.DataTree.from_dict(tree)
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if value is None or isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
+
+
+def write_report(tree: xr.DataTree, path: str | os.PathLike[str]) -> Path:
+    """Write the report atomically: a temporary file in the same folder, then rename.
+
+    A failure or interruption leaves no partial report at ``path``.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"--out {path}: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        tree.to_netcdf(tmp, engine="netcdf4")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
