@@ -25,6 +25,11 @@ from ._protocols import AuditModel, Decoder, Encoder, Prior
 
 __all__ = ["AuditSettings", "PriorAudit", "ModelAudit", "encode_all", "audit_posteriors", "audit_model"]
 
+def stream(seed: int, purpose: int) -> np.random.Generator:
+    """An independent random stream of a run: 0 KL side, 1 reconstruction, 2 bootstrap."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(purpose,)))
+
+
 _RECON = "Monte Carlo over z ~ q(z|x_n), {k} draw(s) per data point"
 
 
@@ -234,7 +239,7 @@ def audit_posteriors(
         kl = decompose_kl(
             q,
             prior,
-            rng=np.random.default_rng([settings.seed, 0]),
+            rng=stream(settings.seed, 0),
             samples_per_point=settings.samples_per_point,
             variance_points=settings.variance_points,
             marginal_samples=settings.marginal_samples,
@@ -281,7 +286,7 @@ def audit_model(
             model.decoder,
             x,
             q,
-            np.random.default_rng([settings.seed, 1]),
+            stream(settings.seed, 1),
             settings.reconstruction_samples,
             settings.batch_size,
             model.name,

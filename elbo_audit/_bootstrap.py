@@ -36,7 +36,7 @@ class BootstrapPlan:
 
     @classmethod
     def draw(cls, n_points: int, n_resamples: int, seed: int) -> BootstrapPlan:
-        rng = np.random.default_rng([seed, 2])
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
         counts = rng.multinomial(n_points, np.full(n_points, 1.0 / n_points), size=n_resamples)
         return cls(counts.astype(np.int32))
 

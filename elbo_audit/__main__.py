@@ -1,0 +1,7 @@
+"""python -m elbo_audit"""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

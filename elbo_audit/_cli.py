@@ -1,0 +1,177 @@
+"""The ``elbo-audit`` command line.
+
+Results go to stdout, logs to stderr. Every deliberate failure is one line on
+stderr and the exit code of DESIGN.md: 0 success, 1 gate failed, 2 usage or
+data error, 3 plugin or model error, 4 unsafe artifact refused, 5 internal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+
+from ._errors import AuditError, UsageError
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress or log output on stderr")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p.add_argument(
+        "-p", dest="plugin_opts", action="append", default=[], metavar="no:NAME",
+        help="block a plugin: -p no:NAME (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="elbo-audit", description="Where does your VAE's ELBO go? Exact ELBO-surgery audits.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="audit one or more models and write a report")
+    run.add_argument("config", nargs="?", help="TOML config file (optional)")
+    src = run.add_argument_group("what to audit")
+    src.add_argument("--posteriors", metavar="ENC.npz", help="saved encodings: mean, log_std or std, [reconstruction]")
+    src.add_argument("--model", metavar="FACTORY", help="module:function or file.py:function building the model")
+    src.add_argument("--weights", metavar="FILE", help="weights or model file (untrusted: safe formats only)")
+    src.add_argument("--adapter", help="adapter plugin to use (default: the one that claims the model)")
+    src.add_argument("--data", metavar="DATA", help="a built-in dataset name (e.g. digits) or FILE.npz[:key] / .npy / IDX(.gz)")
+    src.add_argument("--binarize", type=float, metavar="T", help="binarize data as x > T (grey levels scaled to [0,1])")
+    src.add_argument("--limit", type=int, metavar="N", help="audit only the first N data points")
+    src.add_argument("--name", help="the model's name in the report")
+    src.add_argument("--allow-unsafe", action="store_true", help="allow pickle-based model files (recorded in the report)")
+    est = run.add_argument_group("estimation")
+    est.add_argument("--seed", type=int, default=0)
+    est.add_argument("--samples-per-point", type=int, default=1, metavar="K")
+    est.add_argument("--reconstruction-samples", type=int, default=2, metavar="K")
+    est.add_argument("--marginal-samples", type=int, default=2048, metavar="M")
+    est.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples (0: none)")
+    est.add_argument("--confidence", type=float, default=0.95, metavar="LEVEL")
+    est.add_argument("--batch-size", type=int, default=1000)
+    est.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (for adapters that use one)")
+    out = run.add_argument_group("output")
+    out.add_argument("--out", default="elbo-audit-report.nc", metavar="PATH", help="report file (netCDF)")
+    out.add_argument("--pointwise", action="store_true", help="store per-datapoint terms in /pointwise")
+    out.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    out.add_argument("--gate", action="append", default=[], metavar="EXPR", help='e.g. "marginal_kl < 5" (repeatable)')
+    out.add_argument("--exit-zero", action="store_true", help="report failed gates but exit 0")
+    _common(run)
+
+    show = sub.add_parser("show", help="print a report")
+    show.add_argument("report")
+    show.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    _common(show)
+
+    check = sub.add_parser("check", help="validate a report's schema")
+    check.add_argument("report")
+    _common(check)
+
+    plugins = sub.add_parser("plugins", help="list installed plugins")
+    plugins.add_argument("--json", action="store_true")
+    _common(plugins)
+    return parser
+
+
+def _blocked(opts: Sequence[str]) -> list[str]:
+    out = []
+    for o in opts:
+        if not o.startswith("no:") or len(o) <= 3:
+            raise UsageError(f"-p {o}: expected -p no:NAME")
+        out.append(o[3:])
+    return out
+
+
+def _log(args: argparse.Namespace, msg: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(msg, file=sys.stderr)
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from ._plugins import PluginHost
+
+    host = PluginHost(blocked=_blocked(args.plugin_opts))
+    records = host.records()
+    if args.json:
+        print(json.dumps([r.__dict__ | {"hooks": list(r.hooks)} for r in records], indent=2))
+        return 0
+    for r in records:
+        hooks = ", ".join(h.removeprefix("elbo_audit_") for h in r.hooks) or "-"
+        print(f"{r.name:12s} {r.distribution} {r.version}  [{r.status}]  hooks: {hooks}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from ._schema import open_report
+    from ._summary import format_summary
+
+    ds = open_report(args.report)
+    print(format_summary(ds, args.format), end="" if args.format != "json" else "\n")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from ._schema import open_report, validate_report
+
+    problems = validate_report(args.report)
+    if problems:
+        for p in problems:
+            print(f"{args.report}: {p}", file=sys.stderr)
+        raise UsageError(f"{args.report}: {len(problems)} schema problem(s); first: {problems[0]}")
+    open_report(args.report).close()
+    print(f"{args.report}: valid elbo-audit report")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ._run import run_from_args
+
+    return run_from_args(args, _blocked(args.plugin_opts), " ".join(shlex.quote(a) for a in sys.argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``elbo-audit``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        handler = {"run": _cmd_run, "show": _cmd_show, "check": _cmd_check, "plugins": _cmd_plugins}
+        return handler[args.command](args)
+    except AuditError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"elbo-audit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("elbo-audit: interrupted; no report written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal error: a bug in elbo-audit
+        if debug:
+            traceback.print_exc()
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        print(
+            f"elbo-audit: internal error: {type(exc).__name__}: {exc} "
+            f"(at {Path(where.filename).name}:{where.lineno}; rerun with --debug)",
+            file=sys.stderr,
+        )
+        return 5
+
+
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

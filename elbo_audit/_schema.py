@@ -1,0 +1,80 @@
+"""The report schema: opening reports and checking them (``elbo-audit check``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import xarray as xr
+
+from ._errors import DataError
+from ._report import CONVENTIONS, TERMS
+
+__all__ = ["open_report", "validate_report", "REQUIRED_ATTRS"]
+
+REQUIRED_ATTRS = (
+    "Conventions", "schema_version", "title", "history", "created_at", "creation_library",
+    "creation_library_version", "dataset_name", "dataset_sha256", "dataset_size", "seed",
+    "samples_per_point", "reconstruction_samples", "confidence_level", "ci_method", "n_resamples",
+)
+
+
+def open_report(path: str | Path) -> xr.Dataset:
+    """Open a report's root group, with one clear error if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: report file does not exist")
+    try:
+        ds = xr.open_dataset(path, engine="netcdf4")
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable netCDF report ({type(exc).__name__}: {exc})") from exc
+    if ds.attrs.get("Conventions") != CONVENTIONS:
+        ds.close()
+        raise DataError(f"{path}: not an elbo-audit report (Conventions is {ds.attrs.get('Conventions')!r})")
+    return ds
+
+
+def validate_report(path: str | Path) -> list[str]:
+    """Every way the report at ``path`` departs from the schema (empty if valid)."""
+    problems: list[str] = []
+    ds = open_report(path)
+    with ds:
+        for attr in REQUIRED_ATTRS:
+            if attr not in ds.attrs:
+                problems.append(f"root attribute {attr!r} missing")
+        for dim in ("model", "prior", "ci_bound"):
+            if dim not in ds.dims:
+                problems.append(f"dimension {dim!r} missing")
+        if "ci_bound" in ds.coords and [str(v) for v in ds["ci_bound"].values] != ["lower", "upper"]:
+            problems.append("coordinate ci_bound must be ['lower', 'upper']")
+        for term in TERMS:
+            for name, dims in ((term, ("model", "prior")), (f"{term}_se", ("model", "prior")),
+                               (f"{term}_ci", ("model", "prior", "ci_bound"))):
+                if name not in ds:
+                    problems.append(f"variable {name!r} missing")
+                    continue
+                if tuple(ds[name].dims) != dims:
+                    problems.append(f"variable {name!r} has dims {tuple(ds[name].dims)}, expected {dims}")
+                if ds[name].attrs.get("units") != "nat":
+                    problems.append(f"variable {name!r} lacks units = 'nat'")
+            if term in ds:
+                for attr in ("long_name", "estimator"):
+                    if attr not in ds[term].attrs:
+                        problems.append(f"variable {term!r} lacks attribute {attr!r}")
+        if "log_n" in ds and "index_code_mi" in ds:
+            over = (ds["index_code_mi"] > ds["log_n"] + 1e-9).any().item()
+            if over:
+                problems.append("index_code_mi exceeds log_n")
+    try:
+        tree = xr.open_datatree(path, engine="netcdf4")
+    except Exception as exc:
+        problems.append(f"groups unreadable: {exc}")
+        return problems
+    with tree:
+        if "replicates" not in tree.children:
+            problems.append("group /replicates missing")
+        else:
+            reps = tree["replicates"].to_dataset()
+            for term in TERMS:
+                if term in reps and tuple(reps[term].dims) != ("model", "prior", "replicate"):
+                    problems.append(f"/replicates/{term} has dims {tuple(reps[term].dims)}")
+    return problems
