@@ -44,6 +44,12 @@ def _open_npz(path: Path) -> Any:
         raise DataError(f"{path}: file does not exist")
     if not path.is_file():
         raise DataError(f"{path}: not a file")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic[:1] == b"\x80":
+        raise UnsafeArtifactError(f"{path}: is a pickle, which can run arbitrary code; refused")
+    if magic[:4] != b"PK\x03\x04" and magic != b"\x93NUMPY":
+        raise DataError(f"{path}: not an .npz or .npy file (unrecognised header)")
     try:
         return np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
