@@ -9,7 +9,7 @@ adapters of the same weights, so two frameworks can be compared exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, final
 
@@ -253,7 +253,7 @@ def audit_model(
     model: AuditModel,
     x: NDArray[Any],
     settings: AuditSettings,
-    extra_priors: Mapping[str, Prior] | None = None,
+    extra_priors: Mapping[str, Prior] | Callable[[DiagonalGaussian], Mapping[str, Prior]] | None = None,
 ) -> ModelAudit:
     """Audit one model on the data ``x`` under its own prior and any alternatives.
 
@@ -263,8 +263,10 @@ def audit_model(
     x : ndarray
         The dataset, one data point per row.
     settings : AuditSettings
-    extra_priors : mapping of str to Prior, optional
+    extra_priors : mapping of str to Prior, or callable, optional
         Alternative priors, by name; the model's own prior is ``"native"``.
+        A callable receives the posteriors of all N data points and returns
+        the mapping (for priors fitted post hoc to the aggregate posterior).
 
     Returns
     -------
@@ -292,6 +294,8 @@ def audit_model(
             model.name,
         )
     priors: dict[str, Prior] = {"native": model.prior}
+    if callable(extra_priors):
+        extra_priors = extra_priors(q)
     priors.update(extra_priors or {})
     by_prior = audit_posteriors(q, priors, recon, settings)
     return ModelAudit(model.name, model.adapter, q.n_points, q.n_latent, by_prior, q, dict(model.attrs))

@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 
 from ._errors import UsageError
-from ._priors import DiagonalGaussianPrior, MixtureOfGaussians, StandardNormal
+from ._priors import (
+    DiagonalGaussianPrior,
+    MixtureOfGaussians,
+    StandardNormal,
+    aggregate_posterior_prior,
+)
 from .hookspecs import PriorInfo, hookimpl
 
 __all__ = ["elbo_audit_priors"]
@@ -55,6 +60,13 @@ def _mixture(d: int, options: dict[str, Any]) -> MixtureOfGaussians:
     return prior
 
 
+def _aggregate(d: int, options: dict[str, Any]) -> MixtureOfGaussians:
+    unknown = set(options) - {"posteriors", "seed"}
+    if unknown:
+        raise UsageError(f"prior 'aggregate_posterior' takes no options, got {sorted(unknown)}")
+    return aggregate_posterior_prior(options["posteriors"])
+
+
 @hookimpl
 def elbo_audit_priors() -> Sequence[PriorInfo]:
     return (
@@ -64,5 +76,11 @@ def elbo_audit_priors() -> Sequence[PriorInfo]:
             "mixture_of_gaussians",
             "sum_k w_k N(mean_k, diag(std_k^2)); options weights, mean, std",
             _mixture,
+        ),
+        PriorInfo(
+            "aggregate_posterior",
+            "q(z) itself: the optimal prior for the encoder (marginal_kl = 0)",
+            _aggregate,
+            fitted=True,
         ),
     )

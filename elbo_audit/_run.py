@@ -3,137 +3,261 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._audit import AuditSettings, ModelAudit, audit_model, audit_posteriors, supplied_reconstruction
-from ._errors import GateFailed, UsageError
+from ._config import ModelEntry, PriorEntry, RunConfig, load_config
+from ._errors import AuditError, GateFailed, ModelError, PluginError, UsageError
+from ._families import DiagonalGaussian
 from ._gates import evaluate_gates, gates_dataset, parse_gate
 from ._io import array_sha256, load_array_file, load_posteriors
 from ._models import load_model
 from ._plugins import PluginHost
 from ._priors import StandardNormal
+from ._protocols import Prior
 from ._report import build_report, write_report
 from ._summary import format_summary
 from .hookspecs import Dataset, ModelRef
 
-__all__ = ["run_from_args", "load_dataset"]
+__all__ = ["run_from_args", "load_dataset", "merge_args"]
+
+_OVERRIDES = {
+    "seed": "seed", "samples_per_point": "samples_per_point",
+    "reconstruction_samples": "reconstruction_samples", "marginal_samples": "marginal_samples",
+    "batch_size": "batch_size", "bootstrap": "resamples", "confidence": "confidence", "out": "out",
+    "binarize": "binarize", "limit": "limit", "posteriors": "posteriors",
+}
 
 
 def load_dataset(spec: str, host: PluginHost, binarize: float | None, limit: int | None) -> Dataset:
     """A registered dataset by name (``digits``), else a file."""
-    name = spec.split(":", 1)[1] if spec.startswith("builtin:") else spec
     registered = host.datasets()
-    if name in registered and not Path(spec).exists():
-        plugin, info = registered[name]
-        ds = info.load()
+    if spec in registered and not Path(spec).exists():
+        plugin, info = registered[spec]
+        try:
+            ds = info.load()
+        except AuditError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"plugin {plugin!r}: loading dataset {spec!r} raised {type(exc).__name__}: {exc}") from exc
         x = np.asarray(ds.x)
         if limit is not None:
             x = x[:limit]
         if binarize is not None:
             x = (x / (x.max() or 1.0) > binarize).astype(np.float64)
-        attrs = {"name": name, "sha256": array_sha256(x), "size": int(x.shape[0]), "plugin": plugin, **ds.attrs}
-        attrs["size"] = int(x.shape[0])
-        return Dataset(name, x, attrs)
-    if not Path(spec.rsplit(":", 1)[0]).exists() and not Path(spec).exists():
+        attrs = {**ds.attrs, "name": spec, "plugin": plugin}
+        attrs.update({"sha256": array_sha256(x), "size": int(x.shape[0])})
+        return Dataset(spec, x, attrs)
+    file_part = spec.rsplit(":", 1)[0] if ":" in spec and not Path(spec).exists() else spec
+    if not Path(file_part).exists():
         known = ", ".join(sorted(registered)) or "none (install elbo-audit-sklearn for 'digits')"
         raise UsageError(f"--data {spec}: no such file, and no built-in dataset of that name (built-in: {known})")
     return load_array_file(spec, binarize=binarize, limit=limit)
 
 
-def _settings(args: argparse.Namespace) -> AuditSettings:
+def _parse_prior_option(text: str) -> PriorEntry:
+    label, _, rest = text.partition("=") if "=" in text.split(",", 1)[0] else (None, "", text)
+    family, *opts = rest.split(",")
+    options: dict[str, Any] = {}
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--prior {text!r}: options are KEY=VALUE, got {opt!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    if not family:
+        raise UsageError(f"--prior {text!r}: expected [LABEL=]FAMILY[,KEY=VALUE...]")
+    return PriorEntry(label or family, family, options)
+
+
+def merge_args(args: argparse.Namespace) -> RunConfig:
+    """The config file (if any) with every command-line option laid over it."""
+    cfg = load_config(args.config) if args.config else RunConfig()
+    for arg, attr in _OVERRIDES.items():
+        value = getattr(args, arg, None)
+        if value is not None:
+            setattr(cfg, attr, value)
+    if args.data is not None:
+        cfg.data_name = cfg.data_path = cfg.data_key = None
+        cfg.data_path = args.data
+    if args.model or args.weights:
+        cfg.models = [
+            ModelEntry(
+                name=args.name or (args.model.rpartition(":")[2] if args.model else Path(args.weights).stem),
+                factory=args.model,
+                weights=args.weights,
+                adapter=args.adapter,
+                device=args.device,
+                allow_unsafe=args.allow_unsafe,
+            )
+        ]
+    else:
+        for m in cfg.models:
+            if args.device is not None:
+                m.device = args.device
+            if args.allow_unsafe:
+                m.allow_unsafe = True
+    if args.prior:
+        cfg.priors = [_parse_prior_option(p) for p in args.prior]
+    if args.pointwise:
+        cfg.pointwise = True
+    cfg.gates = [*cfg.gates, *args.gate]
+    return cfg
+
+
+def _settings(cfg: RunConfig) -> AuditSettings:
     for flag in ("samples_per_point", "reconstruction_samples", "marginal_samples", "batch_size"):
-        if getattr(args, flag) < 1:
-            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    if args.bootstrap < 0:
-        raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-    if not 0.0 < args.confidence < 1.0:
-        raise UsageError(f"--confidence must be between 0 and 1, got {args.confidence}")
+        if getattr(cfg, flag) < 1:
+            raise UsageError(f"{flag.replace('_', '-')} must be at least 1, got {getattr(cfg, flag)}")
+    if cfg.resamples < 0:
+        raise UsageError(f"bootstrap resamples must be >= 0, got {cfg.resamples}")
+    if not 0.0 < cfg.confidence < 1.0:
+        raise UsageError(f"confidence must be between 0 and 1, got {cfg.confidence}")
+    if cfg.limit is not None and cfg.limit < 2:
+        raise UsageError(f"limit must be at least 2 data points, got {cfg.limit}")
     return AuditSettings(
-        seed=args.seed,
-        samples_per_point=args.samples_per_point,
-        reconstruction_samples=args.reconstruction_samples,
-        marginal_samples=args.marginal_samples,
-        batch_size=args.batch_size,
+        seed=cfg.seed,
+        samples_per_point=cfg.samples_per_point,
+        reconstruction_samples=cfg.reconstruction_samples,
+        marginal_samples=cfg.marginal_samples,
+        batch_size=cfg.batch_size,
     )
 
 
+PriorMaker = Callable[[DiagonalGaussian], Prior]
+
+
+def _prior_makers(cfg: RunConfig, host: PluginHost, seed: int) -> dict[str, PriorMaker]:
+    if not cfg.priors:
+        return {}
+    registered = host.priors()
+    makers: dict[str, PriorMaker] = {}
+    for entry in cfg.priors:
+        if entry.family not in registered:
+            known = ", ".join(sorted(registered))
+            raise UsageError(f"prior {entry.name!r}: unknown family {entry.family!r} (registered: {known})")
+        plugin, info = registered[entry.family]
+
+        def make(q: DiagonalGaussian, info: Any = info, plugin: str = plugin, entry: PriorEntry = entry) -> Prior:
+            options = dict(entry.options)
+            if info.fitted:
+                options.update(posteriors=q, seed=seed)
+            try:
+                return info.build(q.n_latent, options)
+            except AuditError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"prior {entry.name!r} (family {entry.family!r}, plugin {plugin!r}) raised "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+
+        makers[entry.name] = make
+    return makers
+
+
+def _check_prior(prior: Any, label: str, n_latent: int) -> Prior:
+    if not isinstance(prior, Prior):
+        raise PluginError(f"prior {label!r}: the plugin returned {type(prior).__name__}, not a Prior")
+    if prior.n_latent != n_latent:
+        raise ModelError(f"prior {label!r} has {prior.n_latent} latents, the posteriors have {n_latent}")
+    return prior
+
+
 def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) -> int:
-    """Run one audit as the command line asked; returns the exit code."""
-    if args.config:
-        raise UsageError(f"{args.config}: config files are not supported yet; use command-line options")
-    gates = [parse_gate(g) for g in args.gate]
-    settings = _settings(args)
-    audits: list[ModelAudit]
+    """Run one audit as the command line (and config) asked; returns the exit code."""
+    cfg = merge_args(args)
+    gates = [parse_gate(g) for g in cfg.gates]
+    settings = _settings(cfg)
+    audits: list[ModelAudit] = []
     families: dict[tuple[str, str], str] = {}
-    extra: dict[str, Any] = {}
-    if args.posteriors:
-        if args.model or args.weights or args.data:
-            raise UsageError("--posteriors audits saved encodings; do not combine it with --model, --weights or --data")
-        enc = load_posteriors(args.posteriors)
+    extra: dict[str, Any] = {"config": cfg.source}
+    host = PluginHost(blocked=blocked)
+    makers = _prior_makers(cfg, host, cfg.seed)
+
+    def alternatives(q: DiagonalGaussian, model: str) -> dict[str, Prior]:
+        out = {}
+        for label, make in makers.items():
+            _log(args, f"  fitting/evaluating prior {label!r} for {model!r}")
+            out[label] = _check_prior(make(q), label, q.n_latent)
+            families[(model, label)] = out[label].name
+        return out
+
+    if cfg.posteriors:
+        if cfg.models or cfg.data_path or cfg.data_name:
+            raise UsageError("--posteriors audits saved encodings; do not combine it with models or --data")
+        enc = load_posteriors(cfg.posteriors)
         q = enc.posteriors
-        if args.limit is not None:
-            q = q.subset(np.arange(min(args.limit, q.n_points)))
+        if cfg.limit is not None:
+            q = q.subset(np.arange(min(cfg.limit, q.n_points)))
         recon = None
         if enc.reconstruction is not None:
             recon = supplied_reconstruction(enc.reconstruction[: q.n_points])
         prior = StandardNormal(q.n_latent)
-        name = args.name or Path(args.posteriors).stem
-        _log(args, f"auditing {q.n_points} encodings ({q.n_latent} latents) from {args.posteriors}")
-        by_prior = audit_posteriors(q, {"native": prior}, recon, settings)
+        name = args.name or Path(cfg.posteriors).stem
+        _log(args, f"auditing {q.n_points} encodings ({q.n_latent} latents) from {cfg.posteriors}")
+        priors: dict[str, Prior] = {"native": prior, **alternatives(q, name)}
+        by_prior = audit_posteriors(q, priors, recon, settings)
         attrs = {"posteriors": str(enc.path), "posteriors_sha256": enc.sha256}
-        audits = [ModelAudit(name, "core", q.n_points, q.n_latent, by_prior, q, attrs)]
+        audits.append(ModelAudit(name, "core", q.n_points, q.n_latent, by_prior, q, attrs))
         families[(name, "native")] = prior.name
-        dataset = {"name": Path(args.posteriors).name, "sha256": enc.sha256, "size": q.n_points}
+        dataset: dict[str, Any] = {"name": Path(cfg.posteriors).name, "sha256": enc.sha256, "size": q.n_points}
     else:
-        if not (args.model or args.weights):
-            raise UsageError("nothing to audit: give --posteriors ENC.npz, or --model (and --data), or a config file")
-        if not args.data:
-            raise UsageError("--model needs --data: the dataset to audit on")
-        host = PluginHost(blocked=blocked)
+        if not cfg.models:
+            raise UsageError("nothing to audit: give --posteriors ENC.npz, or --model and --data, or a config file")
+        spec = cfg.data_name or cfg.data_path
+        if not spec:
+            raise UsageError("no data: give --data (a file or a built-in dataset name) or [data] in the config")
+        if cfg.data_key and cfg.data_path:
+            spec = f"{cfg.data_path}:{cfg.data_key}"
         host.raise_failures()
-        data = load_dataset(args.data, host, args.binarize, args.limit)
-        name = args.name or (args.model.rpartition(":")[2] if args.model else Path(args.weights).stem)
-        ref = ModelRef(
-            name=name,
-            factory=args.model,
-            weights=Path(args.weights) if args.weights else None,
-            adapter=args.adapter,
-            device=args.device,
-            allow_unsafe=args.allow_unsafe,
-            batch_size=args.batch_size,
-        )
-        model = load_model(ref, host)
-        _log(args, f"auditing model {name!r} ({model.adapter}) on {data.name} (N = {data.x.shape[0]})")
-        audits = [audit_model(model, data.x, settings)]
-        families[(name, "native")] = model.prior.name
+        data = load_dataset(spec, host, cfg.binarize, cfg.limit)
+        for entry in cfg.models:
+            ref = ModelRef(
+                name=entry.name,
+                factory=entry.factory,
+                weights=Path(entry.weights) if entry.weights else None,
+                adapter=entry.adapter,
+                device=entry.device or "cpu",
+                allow_unsafe=entry.allow_unsafe,
+                options=dict(entry.options),
+                batch_size=cfg.batch_size,
+            )
+            model = load_model(ref, host)
+            _log(args, f"auditing model {entry.name!r} ({model.adapter}) on {data.name} (N = {data.x.shape[0]})")
+            audit = audit_model(model, data.x, settings, extra_priors=lambda q, n=entry.name: alternatives(q, n))
+            audits.append(audit)
+            families[(entry.name, "native")] = model.prior.name
         dataset = data.attrs
-        extra["allow_unsafe"] = int(args.allow_unsafe)
+        extra["allow_unsafe"] = int(any(m.allow_unsafe for m in cfg.models))
     tree = build_report(
         audits,
         settings,
         dataset=dataset,
         prior_families=families,
-        n_resamples=args.bootstrap,
-        confidence_level=args.confidence,
-        pointwise=args.pointwise,
+        n_resamples=cfg.resamples,
+        confidence_level=cfg.confidence,
+        pointwise=cfg.pointwise,
         history=command,
         extra_attrs=extra,
     )
     results = evaluate_gates(tree.to_dataset(), gates) if gates else []
     if results:
         tree["gates"] = gates_dataset(results)
-    write_report(tree, args.out)
-    _log(args, f"report written to {args.out}")
+    write_report(tree, cfg.out)
+    _log(args, f"report written to {cfg.out}")
     root = tree.to_dataset()
     if args.format == "json":
-        import json
-
         doc = json.loads(format_summary(root, "json"))
-        doc["report"] = str(args.out)
+        doc["report"] = str(cfg.out)
         doc["gates"] = [
             {"expression": r.gate.expr, "model": r.model, "prior": r.gate.prior,
              "observed": r.observed, "passed": r.passed}

@@ -121,11 +121,17 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class PriorInfo:
-    """A named prior family: ``build(n_latent, options)`` returns a Prior."""
+    """A named prior family: ``build(n_latent, options)`` returns a Prior.
+
+    With ``fitted=True`` the prior is fitted post hoc to the model's aggregate
+    posterior: ``options`` then also holds ``posteriors`` (a DiagonalGaussian
+    for all N data points) and ``seed`` (an int).
+    """
 
     name: str
     description: str
     build: Callable[[int, dict[str, Any]], Prior]
+    fitted: bool = False
 
 
 @hookspec
