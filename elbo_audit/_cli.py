@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--pointwise", action="store_true", help="store per-datapoint terms in /pointwise")
     out.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     out.add_argument("--gate", action="append", default=[], metavar="EXPR", help='e.g. "marginal_kl < 5" (repeatable)')
+    out.add_argument("--baseline", metavar="OLD.nc", help="a previous report for delta gates, e.g. \"elbo.delta.lower > -0.5\"")
     out.add_argument("--exit-zero", action="store_true", help="report failed gates but exit 0")
     _common(run)
 
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("report")
     show.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     _common(show)
+
+    compare = sub.add_parser("compare", help="put reports side by side, with differences")
+    compare.add_argument("reports", nargs="+")
+    compare.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    compare.add_argument("--confidence", type=float, default=0.95, metavar="LEVEL")
+    _common(compare)
 
     check = sub.add_parser("check", help="validate a report's schema")
     check.add_argument("report")
@@ -137,6 +144,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from ._compare import compare_reports, format_comparison
+
+    doc = compare_reports(args.reports, args.confidence)
+    text = format_comparison(doc, args.format)
+    print(text, end="" if text.endswith("\n") else "\n")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from ._run import run_from_args
 
@@ -153,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        handler = {"run": _cmd_run, "show": _cmd_show, "check": _cmd_check, "plugins": _cmd_plugins}
+        handler = {"run": _cmd_run, "show": _cmd_show, "check": _cmd_check, "compare": _cmd_compare, "plugins": _cmd_plugins}
         return handler[args.command](args)
     except AuditError as exc:
         if debug:

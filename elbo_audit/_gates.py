@@ -2,9 +2,16 @@
 
 Syntax: ``[MODEL[@PRIOR]:]TERM[.BOUND] OP NUMBER`` where TERM is a report
 variable (``elbo``, ``marginal_kl``, ...), BOUND is ``value`` (default),
-``lower`` or ``upper`` (the bootstrap interval), OP is one of
+``lower`` or ``upper`` (the bootstrap interval), or, against a baseline
+report (``--baseline OLD.nc``), ``delta`` (this run minus the baseline),
+``delta.lower`` or ``delta.upper`` (the interval of that difference: paired
+bootstrap replicates when both runs share data, seed and resample count;
+otherwise the two runs' replicates subtracted as independent). OP is one of
 ``< <= > >= == !=`` and NUMBER is in nats. Without MODEL the gate applies to
 every model; without PRIOR to the model's own prior (``native``).
+
+``elbo.delta.lower > -0.5`` reads "the ELBO may not drop by more than 0.5
+nats, with 95 % confidence".
 """
 
 from __future__ import annotations
@@ -20,12 +27,12 @@ import xarray as xr
 
 from ._errors import UsageError
 
-__all__ = ["Gate", "GateResult", "parse_gate", "evaluate_gates", "gates_dataset"]
+__all__ = ["Baseline", "Gate", "GateResult", "parse_gate", "evaluate_gates", "gates_dataset"]
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 _GATE = re.compile(
     r"^\s*(?:(?P<model>[^:@\s]+)(?:@(?P<prior>[^:\s]+))?\s*:)?\s*(?P<term>[a-z_]+)"
-    r"(?:\.(?P<bound>value|lower|upper))?\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<num>[-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*$"
+    r"(?:\.(?P<bound>value|lower|upper|delta\.lower|delta\.upper|delta))?\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<num>[-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*$"
 )
 TERMS = (
     "elbo", "reconstruction", "avg_kl", "index_code_mi", "marginal_kl",
@@ -77,9 +84,51 @@ def parse_gate(expr: str) -> Gate:
     return Gate(expr, term, m["bound"] or "value", m["op"], threshold, m["model"], m["prior"] or "native")
 
 
-def evaluate_gates(ds: xr.Dataset, gates: list[Gate]) -> list[GateResult]:
-    """Judge every gate on a report's root group."""
+@final
+@dataclass(frozen=True)
+class Baseline:
+    """A previous report to judge ``delta`` gates against."""
+
+    root: xr.Dataset
+    replicates: xr.Dataset | None
+    path: str
+
+    def paired_with(self, ds: xr.Dataset) -> bool:
+        keys = ("dataset_sha256", "seed", "n_resamples")
+        return all(str(self.root.attrs.get(k)) == str(ds.attrs.get(k)) for k in keys)
+
+
+def _delta(
+    ds: xr.Dataset, reps: xr.Dataset | None, base: Baseline, g: Gate, model: str, level: float
+) -> float:
+    if model not in base.root["model"].values or g.prior not in base.root["prior"].values:
+        raise UsageError(f"--gate {g.expr!r}: baseline {base.path} has no {model}@{g.prior}")
+    now = float(ds[g.term].sel(model=model, prior=g.prior).values)
+    then = float(base.root[g.term].sel(model=model, prior=g.prior).values)
+    if g.bound == "delta":
+        return now - then
+    if reps is None or base.replicates is None:
+        raise UsageError(f"--gate {g.expr!r}: needs bootstrap replicates in both reports")
+    a = np.asarray(reps[g.term].sel(model=model, prior=g.prior).values)
+    b = np.asarray(base.replicates[g.term].sel(model=model, prior=g.prior).values)
+    if not base.paired_with(ds) or a.size != b.size:
+        b = np.random.default_rng(0).permutation(b)[: a.size] if b.size >= a.size else b
+        a = a[: b.size]
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.nanquantile(a - b, [alpha, 1.0 - alpha])
+    return float(lo if g.bound == "delta.lower" else hi)
+
+
+def evaluate_gates(
+    ds: xr.Dataset,
+    gates: list[Gate],
+    *,
+    replicates: xr.Dataset | None = None,
+    baseline: Baseline | None = None,
+) -> list[GateResult]:
+    """Judge every gate on a report's root group (and a baseline for ``delta`` gates)."""
     results = []
+    level = float(ds.attrs.get("confidence_level", 0.95))
     models = [str(m) for m in ds["model"].values]
     priors = [str(p) for p in ds["prior"].values]
     for g in gates:
@@ -90,7 +139,11 @@ def evaluate_gates(ds: xr.Dataset, gates: list[Gate]) -> list[GateResult]:
             if g.prior not in priors:
                 raise UsageError(f"--gate {g.expr!r}: no prior {g.prior!r} in the report (priors: {priors})")
             sel = ds.sel(model=model, prior=g.prior)
-            if g.bound == "value":
+            if g.bound.startswith("delta"):
+                if baseline is None:
+                    raise UsageError(f"--gate {g.expr!r}: a delta gate needs --baseline OLD.nc")
+                observed = _delta(ds, replicates, baseline, g, model, level)
+            elif g.bound == "value":
                 observed = float(sel[g.term].values)
             else:
                 observed = float(sel[f"{g.term}_ci"].sel(ci_bound=g.bound).values)

@@ -15,7 +15,7 @@ from ._audit import AuditSettings, ModelAudit, audit_model, audit_posteriors, su
 from ._config import ModelEntry, PriorEntry, RunConfig, load_config
 from ._errors import AuditError, GateFailed, ModelError, PluginError, UsageError
 from ._families import DiagonalGaussian
-from ._gates import evaluate_gates, gates_dataset, parse_gate
+from ._gates import Baseline, evaluate_gates, gates_dataset, parse_gate
 from ._io import array_sha256, load_array_file, load_posteriors
 from ._models import load_model
 from ._plugins import PluginHost
@@ -249,7 +249,12 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         history=command,
         extra_attrs=extra,
     )
-    results = evaluate_gates(tree.to_dataset(), gates) if gates else []
+    baseline = _baseline(args.baseline) if getattr(args, "baseline", None) else None
+    results = (
+        evaluate_gates(tree.to_dataset(), gates, replicates=tree["replicates"].to_dataset(), baseline=baseline)
+        if gates
+        else []
+    )
     if results:
         tree["gates"] = gates_dataset(results)
     write_report(tree, cfg.out)
@@ -272,6 +277,19 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
     if failed and not args.exit_zero:
         raise GateFailed(f"{len(failed)} of {len(results)} gate(s) failed: {failed[0].verdict()}")
     return 0
+
+
+def _baseline(path: str) -> Baseline:
+    import xarray as xr
+
+    from ._schema import open_report
+
+    root = open_report(path)
+    root.load()
+    root.close()
+    with xr.open_datatree(path, engine="netcdf4") as tree:
+        reps = tree["replicates"].to_dataset().load() if "replicates" in tree.children else None
+    return Baseline(root, reps, path)
 
 
 def _log(args: argparse.Namespace, msg: str) -> None:
