@@ -36,7 +36,8 @@ Example::
     pointwise = false
     gates = ["marginal_kl < 5", "elbo.lower > -95"]
 
-Unknown keys and wrong types are errors naming the key and its line.
+Relative paths in a config file are relative to the file's folder. Unknown
+keys and wrong types are errors naming the key and its line.
 """
 
 from __future__ import annotations
@@ -225,6 +226,8 @@ def load_config(path: str | Path) -> RunConfig:
     # relative paths in a config are relative to the config file
     if cfg.data_path and not Path(cfg.data_path).is_absolute():
         cfg.data_path = str(base / cfg.data_path)
+    if "out" in doc.get("report", {}) and not Path(cfg.out).is_absolute():
+        cfg.out = str(base / cfg.out)
     if cfg.posteriors and not Path(cfg.posteriors).is_absolute():
         cfg.posteriors = str(base / cfg.posteriors)
     for m in cfg.models:
