@@ -149,7 +149,7 @@ def encode_all(encoder: Encoder, x: NDArray[Any], batch_size: int, model: str) -
     mean, std = np.concatenate(means), np.concatenate(stds)
     if mean.ndim != 2 or len({m.shape[1] for m in means}) != 1:
         raise ModelError(f"model {model!r}: encoder returned posteriors of varying latent size")
-    return DiagonalGaussian(mean, std, source=f"model {model!r}")
+    return DiagonalGaussian(mean, std, source=f"model {model!r}").require_mixture()
 
 
 def _check_loglik(ll: Any, shape: tuple[int, int], start: int, model: str) -> NDArray[np.float64]:

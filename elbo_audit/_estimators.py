@@ -132,7 +132,7 @@ def decompose_kl(
     KLDecomposition
     """
     rng = np.random.default_rng(rng)
-    q = posteriors
+    q = posteriors.require_mixture()
     n, k = q.n_points, int(samples_per_point)
     if k < 1:
         raise ValueError("samples_per_point must be at least 1")

@@ -64,10 +64,8 @@ class DiagonalGaussian:
         n, d = mean.shape
         if d == 0:
             raise DataError(f"{where}: the latent dimension D is 0; need at least one latent")
-        if n < 2:
-            raise DataError(
-                f"{where}: N = {n} data points; the aggregate posterior needs N >= 2"
-            )
+        if n < 1:
+            raise DataError(f"{where}: no data points")
         for key, arr in (("mean", mean), ("std", std)):
             bad = ~np.isfinite(arr)
             if bad.any():
@@ -104,6 +102,14 @@ class DiagonalGaussian:
     ) -> DiagonalGaussian:
         """Build from means and log variances (the usual VAE encoder output)."""
         return cls.from_log_std(mean, 0.5 * np.asarray(log_var, dtype=np.float64), source)
+
+    def require_mixture(self) -> DiagonalGaussian:
+        """Check that these posteriors can form an aggregate posterior (N >= 2)."""
+        if self.n_points < 2:
+            raise DataError(
+                f"{self.source}: N = {self.n_points} data points; the aggregate posterior needs N >= 2"
+            )
+        return self
 
     @property
     def n_points(self) -> int:

@@ -117,6 +117,7 @@ def load_posteriors(path: str | Path) -> EncodedPosteriors:
             q = DiagonalGaussian.from_log_std(mean, scale, source=source)
         else:
             q = DiagonalGaussian(mean, scale, source=source)
+        q.require_mixture()
         recon = None
         if "reconstruction" in keys:
             recon = np.asarray(_get(npz, "reconstruction", path), dtype=np.float64)

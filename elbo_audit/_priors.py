@@ -173,7 +173,7 @@ def aggregate_posterior_prior(posteriors: DiagonalGaussian) -> MixtureOfGaussian
     ----------
     .. [1] M. D. Hoffman and M. J. Johnson, "ELBO surgery", 2016.
     """
-    n = posteriors.n_points
+    n = posteriors.require_mixture().n_points
     return MixtureOfGaussians(
         np.full(n, 1.0 / n), posteriors.mean, posteriors.std, name="aggregate_posterior"
     )
