@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print a report")
     show.add_argument("report")
     show.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    show.add_argument("--plot", metavar="FILE.png", help="also draw the decomposition into an image")
     _common(show)
 
     compare = sub.add_parser("compare", help="put reports side by side, with differences")
@@ -128,6 +129,13 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     ds = open_report(args.report)
     print(format_summary(ds, args.format), end="" if args.format != "json" else "\n")
+    ds.close()
+    if args.plot:
+        from ._plot import plot_report
+
+        plot_report(args.report, args.plot)
+        if not args.quiet:
+            print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
 
 

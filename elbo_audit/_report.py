@@ -197,7 +197,17 @@ def build_report(
             t: (("model", "prior", "datapoint"), points[t], {"units": "nat", "long_name": f"per-datapoint {t}"})
             for t in TERMS
         }
-        tree["/pointwise"] = xr.Dataset(pw, coords={"model": models, "prior": priors, "datapoint": np.arange(n)})
+        d_max = max(a.n_latent for a in audits)
+        post_mean = np.full((len(models), n, d_max), np.nan)
+        post_std = np.full((len(models), n, d_max), np.nan)
+        for i, a in enumerate(audits):
+            post_mean[i, :, : a.n_latent] = a.posteriors.mean
+            post_std[i, :, : a.n_latent] = a.posteriors.std
+        pw["posterior_mean"] = (("model", "datapoint", "latent"), post_mean, {"long_name": "mean of q(z|x_n)"})
+        pw["posterior_std"] = (("model", "datapoint", "latent"), post_std, {"long_name": "std of q(z|x_n)"})
+        tree["/pointwise"] = xr.Dataset(
+            pw, coords={"model": models, "prior": priors, "datapoint": np.arange(n), "latent": np.arange(d_max)}
+        )
     return xr.DataTree.from_dict(tree)
 
 

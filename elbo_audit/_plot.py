@@ -1,0 +1,103 @@
+"""Pictures of a report (``elbo-audit show --plot FILE.png``), drawn with matplotlib.
+
+* The decomposition as stacked bars: for every model and prior, ``avg_kl``
+  split into ``index_code_mi`` and ``marginal_kl``, with Monte Carlo error
+  bars, the ceiling ``log_n`` as a tick, and the ELBO with its interval.
+* For 2-D latents, when the report stores the posteriors (``--pointwise``),
+  the aggregate posterior q(z) against a standard normal prior.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ._errors import UsageError
+from ._pairwise import log_mixture_density
+
+__all__ = ["plot_report"]
+
+
+def _pyplot():  # noqa: ANN202 - matplotlib is an optional dependency
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'elbo-audit[plot]'") from None
+    return plt
+
+
+def plot_report(path: str | Path, out: str | Path) -> Path:
+    """Draw the report at ``path`` into the image file ``out``."""
+    plt = _pyplot()
+    tree = xr.open_datatree(path, engine="netcdf4")
+    root = tree.to_dataset()
+    rows = [
+        (str(m), str(p))
+        for m in root["model"].values
+        for p in root["prior"].values
+        if str(root["prior_family"].sel(model=m, prior=p).values) != ""
+    ]
+    post = None
+    if "pointwise" in tree.children and "posterior_mean" in tree["pointwise"].to_dataset():
+        pw = tree["pointwise"].to_dataset()
+        if pw.sizes.get("latent", 0) == 2:
+            post = pw
+    ncols = 2 + (1 if post is not None else 0)
+    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 0.6 * len(rows) + 3.0), squeeze=False)
+    ax_kl, ax_elbo = axes[0, 0], axes[0, 1]
+    y = np.arange(len(rows))
+    labels = [f"{m} @ {p}" for m, p in rows]
+
+    def val(term: str, suffix: str = "") -> np.ndarray:
+        return np.array([float(root[term + suffix].sel(model=m, prior=p)) for m, p in rows])
+
+    mi, mkl = val("index_code_mi"), val("marginal_kl")
+    ax_kl.barh(y, mi, color="#4c72b0", label="index-code MI", xerr=val("index_code_mi", "_se"))
+    ax_kl.barh(y, mkl, left=mi, color="#dd8452", label="marginal KL", xerr=val("marginal_kl", "_se"))
+    log_n = np.array([float(root["log_n"].sel(model=m)) for m, _ in rows])
+    ax_kl.scatter(log_n, y, marker="|", s=400, color="k", label="log N (ceiling of MI)", zorder=3)
+    ax_kl.set_yticks(y, labels)
+    ax_kl.invert_yaxis()
+    ax_kl.set_xlabel("nats per data point")
+    ax_kl.set_title("average KL = index-code MI + marginal KL")
+    ax_kl.legend(loc="lower right", fontsize=8)
+
+    elbo = val("elbo")
+    ci = np.array([root["elbo_ci"].sel(model=m, prior=p).values for m, p in rows], dtype=float)
+    if np.isfinite(elbo).any():
+        err = np.abs(ci - elbo[:, None]).T
+        ax_elbo.errorbar(elbo, y, xerr=np.where(np.isfinite(err), err, 0), fmt="o", color="#55a868")
+    else:
+        ax_elbo.text(0.5, 0.5, "ELBO not evaluated\n(no decoder)", ha="center", va="center",
+                     transform=ax_elbo.transAxes)
+    ax_elbo.set_yticks(y, labels)
+    ax_elbo.invert_yaxis()
+    level = float(root.attrs.get("confidence_level", 0.95))
+    ax_elbo.set_title(f"ELBO with {level:.0%} bootstrap interval")
+    ax_elbo.set_xlabel("nats per data point")
+
+    if post is not None:
+        ax = axes[0, 2]
+        model = str(root["model"].values[0])
+        mean = np.asarray(post["posterior_mean"].sel(model=model).values)
+        std = np.asarray(post["posterior_std"].sel(model=model).values)
+        lim = float(np.max(np.abs(mean)) + 3 * np.max(std))
+        g = np.linspace(-lim, lim, 120)
+        zz = np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2)
+        log_q = log_mixture_density(zz, mean, std).reshape(g.size, g.size)
+        log_p = (-0.5 * np.sum(zz**2, axis=1) - np.log(2 * np.pi)).reshape(g.size, g.size)
+        ax.contourf(g, g, np.exp(log_q), levels=12, cmap="Blues")
+        ax.contour(g, g, np.exp(log_p), levels=6, colors="#dd8452", linewidths=1)
+        ax.set_title(f"{model}: q(z) (filled) vs N(0, I) (lines)")
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    tree.close()
+    return out
