@@ -16,6 +16,10 @@ Example::
     options = { latent = 20 }   # keyword arguments of the factory
     allow_unsafe = false
 
+    [native_prior]              # with data.posteriors only: the prior of the saved
+    family = "diagonal_gaussian"  # encodings (default standard_normal)
+    std = 2.0
+
     [priors.mog10]              # alternative priors, evaluated for every model
     family = "fitted_mixture"   # a registered prior family (elbo-audit plugins)
     components = 10             # the family's options
@@ -81,6 +85,7 @@ class RunConfig:
     binarize: float | None = None
     limit: int | None = None
     posteriors: str | None = None
+    native_prior: PriorEntry | None = None
     models: list[ModelEntry] = field(default_factory=list)
     priors: list[PriorEntry] = field(default_factory=list)
     seed: int = 0
@@ -217,9 +222,19 @@ def load_config(path: str | Path) -> RunConfig:
                     raise UsageError(f"{path}: {lines(where)}: 'native' is reserved for each model's own prior")
                 options = {k: v for k, v in entry.items() if k != "family"}
                 cfg.priors.append(PriorEntry(name, entry["family"], options))
+        elif table == "native_prior":
+            if not isinstance(body, dict) or not isinstance(body.get("family"), str):
+                raise UsageError(f"{path}: {lines(table)}: 'native_prior' needs family = \"NAME\"")
+            options = {k: v for k, v in body.items() if k != "family"}
+            cfg.native_prior = PriorEntry("native", body["family"], options)
         else:
-            known = ", ".join([*_SCHEMA, "models", "priors"])
+            known = ", ".join([*_SCHEMA, "models", "priors", "native_prior"])
             raise UsageError(f"{path}: {lines(table)}: unknown table or key '{table}' (known: {known})")
+    if cfg.native_prior is not None and not cfg.posteriors:
+        raise UsageError(
+            f"{path}: {lines('native_prior')}: 'native_prior' applies to data.posteriors only; "
+            "a model brings its own prior"
+        )
     if cfg.data_name and cfg.data_path:
         raise UsageError(f"{path}: {lines('data.name')}: give data.name or data.path, not both")
     base = path.parent

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._families import DiagonalGaussian
-from ._mc import TermEstimate, stratified_estimate
+from ._mc import TermEstimate, stratified_estimate, subset_estimate
 from ._pairwise import Form, log_mixture_density, log_mixture_marginals
 from ._protocols import Prior
 
@@ -150,7 +150,7 @@ def decompose_kl(
     pilot_mi = pilot_mkl = pilot_kl = None
     if k == 1:
         sub = np.sort(rng.choice(n, size=min(n, variance_points), replace=False))
-        _, a_qzx, a_qz, a_pz = _draw(q, prior, rng, sub, form)
+        a_z, a_qzx, a_qz, a_pz = _draw(q, prior, rng, sub, form)
         first = (f_mi[sub, 0], f_mkl[sub, 0], f_kl[sub, 0])
         pilot_mi = (first[0], np.minimum(a_qzx - a_qz, log_n))
         pilot_mkl = (first[1], a_qz - a_pz)
@@ -186,22 +186,35 @@ def decompose_kl(
     log_marg = log_mixture_marginals(z_m, q.mean, q.std)
     lqz_m = log_qz.reshape(n, k)[sub_m, 0]
     tc_s = lqz_m - log_marg.sum(axis=1)
+    dw_s = (
+        np.sum(log_marg - prior.marginal_log_prob(z_m), axis=1) if prior.factorised else None
+    )
+
+    # second draws on some of those points for the within-point variance: the
+    # pilot draws when k == 1, the second of the k draws otherwise
+    if k == 1:
+        pil, at_pilot, at_m = np.intersect1d(sub, sub_m, assume_unique=True, return_indices=True)
+        z2, lqz2 = a_z[at_pilot], a_qz[at_pilot]
+    else:
+        at_m = np.arange(m)
+        if m > variance_points:
+            at_m = np.sort(rng.choice(m, size=variance_points, replace=False))
+        pil = sub_m[at_m]
+        z2, lqz2 = z.reshape(n, k, -1)[pil, 1], log_qz.reshape(n, k)[pil, 1]
+    pilot_tc = pilot_dw = None
+    if pil.size:
+        marg2 = log_mixture_marginals(z2, q.mean, q.std)
+        pilot_tc = (tc_s[at_m], lqz2 - marg2.sum(axis=1))
+        if dw_s is not None:
+            pilot_dw = (dw_s[at_m], np.sum(marg2 - prior.marginal_log_prob(z2), axis=1))
+
     how = f"exact marginals q(z_j), Monte Carlo over {m} outer samples"
-    tc = _iid_estimate(tc_s, how, sub_m, n)
-    if prior.factorised:
-        dw_s = np.sum(log_marg - prior.marginal_log_prob(z_m), axis=1)
-        dwkl = _iid_estimate(dw_s, how, sub_m, n)
+    tc = subset_estimate(tc_s, pilot_tc, how, sub_m, n)
+    if dw_s is not None:
+        dwkl = subset_estimate(dw_s, pilot_dw, how, sub_m, n)
     else:
         dwkl = TermEstimate.not_evaluated(f"prior {prior.name!r} is not factorised")
     return KLDecomposition(kl, mi, mkl, tc, dwkl, residual, log_n, n, k, m)
-
-
-def _iid_estimate(
-    values: NDArray[np.float64], how: str, index: NDArray[np.intp], n: int
-) -> TermEstimate:
-    se = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
-    full = index.size == n
-    return TermEstimate(float(values.mean()), se, values, how, None if full else index)
 
 
 def _one(term: str):  # noqa: ANN202 - builds documented public functions

@@ -12,6 +12,14 @@ variance of such an estimate is ``sum_n sigma_n^2 / (k N^2)``, where
 
 The naive ``std(f) / sqrt(N k)`` would add the between-point spread, which is
 not Monte Carlo error (the dataset is fixed), and overstate the error.
+
+Terms evaluated on a random subset of m of the N data points (one draw each)
+have two sources of Monte Carlo error: which points were chosen (a simple
+random sample without replacement) and the draws. Their variance is
+``(1 - m/N) S_mu^2 / m + mean(sigma_n^2) / m``, estimated without bias by
+``[(1 - m/N) s^2 + (m/N) sigma^2_pilot] / m`` from the sample variance ``s^2``
+of the m values and a pilot estimate of the within-point variance; it is the
+stratified estimate when m = N and the i.i.d. one when m << N.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import final
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["TermEstimate", "stratified_estimate"]
+__all__ = ["TermEstimate", "stratified_estimate", "subset_estimate"]
 
 
 @final
@@ -99,3 +107,53 @@ def stratified_estimate(
     else:  # conservative: includes the between-point spread
         se = float(f.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
     return TermEstimate(value, se, pointwise, estimator, index)
+
+
+def subset_estimate(
+    values: NDArray[np.float64],
+    pilot_pairs: tuple[NDArray[np.float64], NDArray[np.float64]] | None,
+    estimator: str,
+    index: NDArray[np.intp],
+    n: int,
+) -> TermEstimate:
+    """Mean and Monte Carlo standard error of one draw on each of m random points of N.
+
+    Parameters
+    ----------
+    values : ndarray, shape (m,)
+        One draw of the integrand for each data point of ``index``, a simple
+        random sample (without replacement) of the N data points.
+    pilot_pairs : (ndarray, ndarray), optional
+        Two independent draws for some of those points, for the within-point
+        variance; without them the i.i.d. variance ``s^2 / m`` is used
+        (conservative when m is close to N).
+    estimator : str
+    index : ndarray of int, shape (m,)
+    n : int
+        Number of data points N.
+
+    Returns
+    -------
+    TermEstimate
+        ``index`` is kept only when m < N.
+
+    References
+    ----------
+    .. [1] W. G. Cochran, "Sampling Techniques", 3rd ed., Wiley, 1977,
+       ch. 10 (two-stage sampling, one second-stage unit per first-stage unit).
+    """
+    m = values.size
+    value = float(values.mean()) if m else float("nan")
+    if m < 2:
+        se = float("nan")
+    else:
+        s2 = float(values.var(ddof=1))
+        if pilot_pairs is not None and pilot_pairs[0].size > 0:
+            f1, f2 = pilot_pairs
+            within = float(np.mean(0.5 * (f1 - f2) ** 2))
+        else:
+            within = s2
+        frac = m / n
+        se = float(np.sqrt(max(0.0, (1.0 - frac) * s2 + frac * within) / m))
+    full = index.size == n
+    return TermEstimate(value, se, values, estimator, None if full else index)

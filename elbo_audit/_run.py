@@ -136,11 +136,15 @@ PriorMaker = Callable[[DiagonalGaussian], Prior]
 
 
 def _prior_makers(cfg: RunConfig, host: PluginHost, seed: int) -> dict[str, PriorMaker]:
-    if not cfg.priors:
+    return _prior_makers_for(cfg.priors, host, seed)
+
+
+def _prior_makers_for(entries: list[PriorEntry], host: PluginHost, seed: int) -> dict[str, PriorMaker]:
+    if not entries:
         return {}
     registered = host.priors()
     makers: dict[str, PriorMaker] = {}
-    for entry in cfg.priors:
+    for entry in entries:
         if entry.family not in registered:
             known = ", ".join(sorted(registered))
             raise UsageError(f"prior {entry.name!r}: unknown family {entry.family!r} (registered: {known})")
@@ -201,7 +205,9 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         recon = None
         if enc.reconstruction is not None:
             recon = supplied_reconstruction(enc.reconstruction[: q.n_points])
-        prior = StandardNormal(q.n_latent)
+        prior: Prior = StandardNormal(q.n_latent)
+        if cfg.native_prior is not None:
+            prior = _check_prior(_prior_makers_for([cfg.native_prior], host, cfg.seed)["native"](q), "native", q.n_latent)
         name = args.name or Path(cfg.posteriors).stem
         _log(args, f"auditing {q.n_points} encodings ({q.n_latent} latents) from {cfg.posteriors}")
         priors: dict[str, Prior] = {"native": prior, **alternatives(q, name)}
