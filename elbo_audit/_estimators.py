@@ -119,11 +119,15 @@ def decompose_kl(
         evaluated against all N components.
     variance_points : int
         With one draw per point, the number of points given a second draw to
-        estimate the Monte Carlo variance (see :mod:`elbo_audit._mc`).
+        estimate the Monte Carlo variance (see :mod:`elbo_audit._mc`); with
+        several, at most this many points of the ``marginal_samples`` subset
+        whose second draw estimates the within-point variance of
+        ``total_correlation`` and ``dimwise_kl``.
     marginal_samples : int
         Outer samples (at most N, one per data point, chosen at random) for
         ``total_correlation`` and ``dimwise_kl``, whose per-dimension pass costs
-        D times the full one.
+        D times the full one. Their standard error counts both the choice of
+        points and the draws (:func:`elbo_audit._mc.subset_estimate`).
     form : {"gemm64", "direct"}
         Form of the pairwise pass.
 

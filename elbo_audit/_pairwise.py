@@ -84,8 +84,11 @@ def _stream_lse(
     run_sum = np.zeros(n_rows)
     for tile in tiles:
         new_max = np.maximum(run_max, tile.max(axis=1))
-        run_sum *= np.exp(run_max - new_max)
-        tile -= new_max[:, None]
+        # rows whose entries so far are all -inf (zero-weight components) keep
+        # a shift of 0: -inf - -inf would be NaN
+        shift = np.where(np.isneginf(new_max), 0.0, new_max)
+        run_sum *= np.exp(run_max - shift)
+        tile -= shift[:, None]
         np.maximum(tile, _CLAMP, out=tile)
         np.exp(tile, out=tile)
         run_sum += tile.sum(axis=1)
@@ -178,8 +181,8 @@ def log_mixture_density(
         mag = np.sum(mc * mc * w, axis=1)
         gemm_const = const - 0.5 * mag
         bad_weight = ~np.isfinite(log_w)
-        risky = (_GEMM_ERR_FACTOR * (mag + np.abs(np.where(bad_weight, 0.0, gemm_const))) > _GEMM_TOL)
-        risky &= ~bad_weight
+        bound = _GEMM_ERR_FACTOR * (mag + np.abs(np.where(bad_weight, 0.0, gemm_const)))
+        risky = (bound > _GEMM_TOL) & ~bad_weight
         safe = ~risky
         coef = np.ascontiguousarray(
             np.concatenate(
