@@ -177,8 +177,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
+        from ._progress import enabled
+
         handler = {"run": _cmd_run, "show": _cmd_show, "check": _cmd_check, "compare": _cmd_compare, "plugins": _cmd_plugins}
-        return handler[args.command](args)
+        if getattr(args, "quiet", False):
+            return handler[args.command](args)
+        with enabled(sys.stderr):
+            return handler[args.command](args)
     except AuditError as exc:
         if debug:
             traceback.print_exc()

@@ -27,6 +27,7 @@ from typing import final
 import numpy as np
 from numpy.typing import NDArray
 
+from ._errors import ModelError, UsageError
 from ._families import DiagonalGaussian
 from ._mc import TermEstimate, stratified_estimate, subset_estimate
 from ._pairwise import Form, log_mixture_density, log_mixture_marginals
@@ -139,9 +140,9 @@ def decompose_kl(
     q = posteriors.require_mixture()
     n, k = q.n_points, int(samples_per_point)
     if k < 1:
-        raise ValueError("samples_per_point must be at least 1")
+        raise UsageError(f"samples_per_point must be at least 1, got {k}")
     if prior.n_latent != q.n_latent:
-        raise ValueError(
+        raise ModelError(
             f"prior {prior.name!r} has {prior.n_latent} latents, posteriors have {q.n_latent}"
         )
     log_n = math.log(n)

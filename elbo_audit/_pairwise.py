@@ -43,6 +43,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _progress as progress
 from ._families import LOG_2PI
 
 __all__ = ["log_mixture_density", "log_mixture_marginals", "Form"]
@@ -215,12 +216,17 @@ def log_mixture_density(
 
     chunks = [z[i : i + outer_block] for i in range(0, z.shape[0], outer_block)]
     n_workers = min(workers or _default_workers(), max(1, len(chunks)))
-    with _single_threaded_blas():
+    parts = []
+    with _single_threaded_blas(), progress.task(f"log q(z): {z.shape[0]}x{m}", len(chunks)) as bar:
         if n_workers == 1:
-            parts = [one(c) for c in chunks]
+            for c in chunks:
+                parts.append(one(c))
+                bar.advance()
         else:
             with ThreadPoolExecutor(n_workers) as pool:
-                parts = list(pool.map(one, chunks))
+                for part in pool.map(one, chunks):
+                    parts.append(part)
+                    bar.advance()
     return np.concatenate(parts) if parts else np.empty(0)
 
 
@@ -279,9 +285,15 @@ def log_mixture_marginals(
         return out
 
     n_workers = min(workers or _default_workers(), d)
-    if n_workers == 1:
-        cols = [one(j) for j in range(d)]
-    else:
-        with ThreadPoolExecutor(n_workers) as pool:
-            cols = list(pool.map(one, range(d)))
+    cols = []
+    with progress.task(f"log q(z_j): {z.shape[0]}x{m}x{d}", d) as bar:
+        if n_workers == 1:
+            for j in range(d):
+                cols.append(one(j))
+                bar.advance()
+        else:
+            with ThreadPoolExecutor(n_workers) as pool:
+                for col in pool.map(one, range(d)):
+                    cols.append(col)
+                    bar.advance()
     return np.stack(cols, axis=1) if cols else np.empty((z.shape[0], 0))
