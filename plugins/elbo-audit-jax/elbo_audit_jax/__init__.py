@@ -1,0 +1,100 @@
+"""elbo-audit-jax: the JAX adapter of elbo-audit.
+
+A factory (``module:function`` or ``file.py:function``) returns a
+:class:`JaxVAE`: pure functions ``encode_fn(params, x)`` and
+``decode_fn(params, z)`` with their parameter pytree. A weights file
+(``.safetensors`` or ``.npz``) replaces the pytree's leaves by dotted key path.
+
+Importing this package does not import jax; the adapter does when it is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from elbo_audit import AdapterInfo, AuditModel, ModelRef, hookimpl
+
+from ._spec import (
+    LIKELIHOODS,
+    POSTERIOR_PARAMS,
+    GaussianPrior,
+    JaxPrior,
+    JaxVAE,
+    MixturePrior,
+    VampPrior,
+)
+from ._version import __version__
+
+__all__ = [
+    "__version__",
+    "JaxVAE",
+    "JaxPrior",
+    "GaussianPrior",
+    "MixturePrior",
+    "VampPrior",
+    "LIKELIHOODS",
+    "POSTERIOR_PARAMS",
+    "wrap",
+    "claims",
+    "flatten_params",
+    "load_params",
+    "save_params",
+    "elbo_audit_adapters",
+]
+
+
+def claims(obj: Any) -> bool:
+    """Whether ``obj`` is a model the JAX adapter handles (a :class:`JaxVAE`)."""
+    return isinstance(obj, JaxVAE)
+
+
+def wrap(obj: Any, ref: ModelRef) -> AuditModel:
+    """Load ``ref.weights`` into ``obj.params`` and wrap it (see :mod:`elbo_audit_jax._adapter`)."""
+    from ._adapter import wrap as _wrap
+
+    return _wrap(obj, ref)
+
+
+def flatten_params(params: Any) -> dict[str, Any]:
+    """``{dotted key path: numpy array}`` of a params pytree."""
+    from ._weights import flatten_params as _flatten
+
+    return _flatten(params)
+
+
+def save_params(params: Any, path: str | Path) -> None:
+    """Write a params pytree as ``.safetensors`` or ``.npz`` keyed by dotted key path."""
+    import numpy as np
+
+    flat = {k: np.ascontiguousarray(v) for k, v in flatten_params(params).items()}
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.numpy import save_file
+
+        save_file(flat, str(path))
+    elif path.suffix.lower() == ".npz":
+        np.savez(path, **flat)
+    else:
+        raise ValueError(f"{path}: save as .safetensors or .npz")
+
+
+def load_params(path: str | Path, like: Any = None) -> Any:
+    """Read a weights file onto the pytree ``like`` (or into nested dicts)."""
+    from ._weights import assign, read_flat, unflatten
+
+    flat = read_flat(Path(path))
+    return unflatten(flat) if like is None else assign(like, flat, Path(path))
+
+
+@hookimpl
+def elbo_audit_adapters() -> Sequence[AdapterInfo]:
+    return (
+        AdapterInfo(
+            name="jax",
+            description="JAX VAEs as pure functions of a params pytree (JaxVAE)",
+            claims=claims,
+            wrap=wrap,
+        ),
+    )

@@ -1,0 +1,686 @@
+"""The JAX adapter: pure functions of a params pytree, seen by the core as numpy.
+
+The core draws every random number (numpy) and passes data batches and
+latents z in float64. The adapter casts them to the params' float dtype,
+runs the (jitted) functions on the requested device and returns float64
+numpy arrays. Per-element log-likelihoods come back to the host and are
+summed in float64 there, so float32 params need no global 64-bit mode;
+``precision="float64"`` computes inside ``jax.enable_x64(True)``, a context
+that leaves the global ``jax_enable_x64`` flag as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from elbo_audit import (
+    AuditError,
+    AuditModel,
+    DiagonalGaussian,
+    DiagonalGaussianPrior,
+    MixtureOfGaussians,
+    ModelError,
+    ModelRef,
+    StandardNormal,
+    UsageError,
+    vamp_prior,
+)
+from elbo_audit import Prior as CorePrior
+
+from ._spec import (
+    LIKELIHOODS,
+    POSTERIOR_PARAMS,
+    GaussianPrior,
+    JaxPrior,
+    JaxVAE,
+    MixturePrior,
+    VampPrior,
+)
+from ._weights import assign, flatten_params, read_flat, unflatten
+
+__all__ = ["claims", "wrap", "elementwise_log_likelihood"]
+
+_PRIOR_CHUNK = 8192
+_MIN_BUCKET = 64
+
+
+def claims(obj: Any) -> bool:
+    """Whether the JAX adapter handles ``obj``."""
+    return isinstance(obj, JaxVAE)
+
+
+# ----------------------------------------------------------------------------- context
+
+
+def _x64_context(on: bool) -> contextlib.AbstractContextManager[Any]:
+    if not on:
+        return contextlib.nullcontext()
+    enable = getattr(jax, "enable_x64", None)  # jax >= 0.4.3x: a context manager
+    if enable is None:  # older jax
+        from jax.experimental import enable_x64 as enable  # type: ignore[no-redef]
+
+        return enable()
+    return enable(True)
+
+
+class _Context:
+    def __init__(self, name: str, device: Any, dtype: np.dtype, x64: bool, chunk: int, jit: bool) -> None:
+        self.name = name
+        self.device = device
+        self.dtype = np.dtype(dtype)
+        self.x64 = x64
+        self.chunk = max(1, int(chunk))
+        self.use_jit = jit
+        self.n_latent: int | None = None
+
+    def where(self) -> str:
+        return f"model {self.name!r} (jax adapter)"
+
+    def compute(self) -> contextlib.AbstractContextManager[Any]:
+        """Where every call runs: full-precision matrix products (no TF32 on GPUs, where
+        XLA's default for float32 would use it) and, for float64, 64-bit mode."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(jax.default_matmul_precision("highest"))
+        stack.enter_context(_x64_context(self.x64))
+        return stack
+
+    def put(self, a: Any, dtype: np.dtype | None = None) -> jax.Array:
+        arr = np.asarray(a)
+        if not (arr.dtype == np.bool_ or arr.dtype.kind in "iuf"):
+            raise ModelError(f"{self.where()}: cannot feed data of dtype {arr.dtype} to a JAX model")
+        return jax.device_put(arr.astype(dtype or self.dtype, copy=False), self.device)
+
+    def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return jax.jit(fn) if self.use_jit else fn
+
+    def bind_latent(self, d: int) -> None:
+        if self.n_latent is None:
+            self.n_latent = d
+        elif self.n_latent != d:
+            raise ModelError(f"{self.where()}: encoder gave {d} latents, earlier {self.n_latent}")
+
+
+def _bucket(m: int, chunk: int) -> int:
+    """Rows to pad a call of m rows to: powers of two up to the chunk size.
+
+    Every distinct shape costs a compilation; padding bounds them to about
+    log2(chunk) shapes whatever the batch sizes the core or a test uses.
+    """
+    if m >= chunk:
+        return m
+    return min(chunk, max(_MIN_BUCKET, 1 << max(0, (m - 1).bit_length())))
+
+
+def _pad(a: np.ndarray, rows: int) -> np.ndarray:
+    """``a`` with its last row repeated up to ``rows`` rows (real data: no NaN from zeros)."""
+    if a.shape[0] == rows:
+        return a
+    return np.concatenate([a, np.repeat(a[-1:], rows - a.shape[0], axis=0)])
+
+
+def _rows(mask: np.ndarray, limit: int = 5) -> str:
+    rows = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    more = f" and {rows.size - limit} more" if rows.size > limit else ""
+    return ", ".join(str(int(r)) for r in rows[:limit]) + more
+
+
+def _np64(a: Any) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+def _posterior_parts(out: Any, kind: str) -> tuple[Any, Any, str]:
+    base = getattr(out, "base_dist", None)  # numpyro / distrax Independent
+    for d in (out, base):
+        if d is not None and hasattr(d, "loc") and hasattr(d, "scale"):
+            return d.loc, d.scale, "std"
+    if isinstance(out, (tuple, list)) and len(out) == 2:
+        return out[0], out[1], kind
+    if isinstance(out, dict) and "mean" in out:
+        for key in POSTERIOR_PARAMS:
+            if key in out:
+                return out["mean"], out[key], key
+    raise TypeError(type(out).__name__)
+
+
+@functools.lru_cache(maxsize=64)
+def _encoder_parts(encode_fn: Callable[..., Any], posterior: str, use_jit: bool) -> Callable[..., Any]:
+    """``(params, x) -> (mean, second)``, jitted once per function (compilations are reused)."""
+
+    def parts(p: Any, x: Any) -> tuple[Any, Any]:
+        out = encode_fn(p, x)
+        try:
+            mean, second, _ = _posterior_parts(out, posterior)
+        except TypeError:
+            raise ModelError(
+                f"encode_fn {getattr(encode_fn, '__qualname__', encode_fn)!s} returned "
+                f"{type(out).__name__}; expected a (mean, log_var) tuple or a Normal with loc and scale"
+            ) from None
+        return mean, second
+
+    return jax.jit(parts) if use_jit else parts
+
+
+@functools.lru_cache(maxsize=64)
+def _decoder_fn(decode_fn: Callable[..., Any], likelihood: Any, use_jit: bool) -> Callable[..., Any]:
+    """``(params, x, z) -> per-element log p(x | decode_fn(params, z))``, jitted once per pair."""
+    elementwise = _ELEMENTWISE[likelihood] if isinstance(likelihood, str) else likelihood
+
+    def fn(p: Any, x: Any, z: Any) -> Any:
+        return elementwise(decode_fn(p, z), x)
+
+    return jax.jit(fn) if use_jit else fn
+
+
+def _cached(factory: Any, *args: Any) -> Callable[..., Any]:
+    """``factory(*args)`` from its cache, or freshly for unhashable callables."""
+    try:
+        hash(args)
+    except TypeError:
+        return factory.__wrapped__(*args)  # type: ignore[no-any-return]
+    return factory(*args)  # type: ignore[no-any-return]
+
+
+class JaxEncoder:
+    """:class:`elbo_audit.Encoder` over ``encode_fn(params, x)``."""
+
+    def __init__(self, encode_fn: Callable[..., Any], params: Any, ctx: _Context, posterior: str) -> None:
+        if posterior not in POSTERIOR_PARAMS:
+            raise UsageError(
+                f"{ctx.where()}: posterior={posterior!r}; expected one of {', '.join(POSTERIOR_PARAMS)}"
+            )
+        self.params = params
+        self.ctx = ctx
+        self.posterior = posterior
+        self.kind = posterior
+        self._encode_fn = encode_fn
+        self._parts = _cached(_encoder_parts, encode_fn, posterior, ctx.use_jit)
+        self._kind_known = False
+
+    def _kind(self, x: jax.Array) -> str:
+        """What the second output is: from the output's type, found once by tracing."""
+        if not self._kind_known:
+            found: dict[str, str] = {}
+
+            def probe(p: Any, xb: Any) -> Any:
+                out = self._encode_fn(p, xb)
+                try:
+                    mean, second, found["kind"] = _posterior_parts(out, self.posterior)
+                except TypeError:
+                    return ()  # reported by the jitted call with a clear message
+                return mean, second
+
+            jax.eval_shape(probe, self.params, x)
+            self.kind = found.get("kind", self.posterior)
+            self._kind_known = True
+        return self.kind
+
+    def encode(self, x: Any) -> DiagonalGaussian:
+        x = np.asarray(x)
+        b = int(x.shape[0])
+        means, seconds = [], []
+        kind = self.kind
+        with self.ctx.compute():
+            for start in range(0, b, self.ctx.chunk):
+                xs = x[start : start + self.ctx.chunk]
+                m = xs.shape[0]
+                xb = self.ctx.put(_pad(xs, _bucket(m, self.ctx.chunk)))
+                kind = self._kind(xb)
+                mean, second = self._parts(self.params, xb)
+                means.append(_np64(mean)[:m])
+                seconds.append(_np64(second)[:m])
+        try:
+            mean, second = np.concatenate(means), np.concatenate(seconds)
+        except ValueError:
+            shapes = sorted({m.shape for m in means} | {s.shape for s in seconds})
+            raise ModelError(
+                f"{self.ctx.where()}: encode_fn returned posterior parameters of shapes {shapes} "
+                f"for a batch of {b} data points; expected ({b}, D)"
+            ) from None
+        if mean.ndim != 2 or mean.shape[0] != b:
+            raise ModelError(
+                f"{self.ctx.where()}: encode_fn returned posterior means of shape {mean.shape} for a "
+                f"batch of {b} data points; expected ({b}, D)"
+            )
+        if second.shape != mean.shape:
+            raise ModelError(
+                f"{self.ctx.where()}: encode_fn returned mean {mean.shape} but {kind} {second.shape}"
+            )
+        for label, arr in (("mean", mean), (kind, second)):
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                raise ModelError(
+                    f"{self.ctx.where()}: encode_fn returned NaN or infinite posterior {label} at "
+                    f"rows {_rows(bad)} of a batch of {b} data points"
+                )
+        if kind in ("std", "var") and (second <= 0).any():
+            raise ModelError(
+                f"{self.ctx.where()}: encode_fn returned non-positive posterior {kind} at rows "
+                f"{_rows(second <= 0)} of a batch of {b} data points"
+            )
+        self.ctx.bind_latent(mean.shape[1])
+        with np.errstate(over="ignore", under="ignore"):
+            if kind == "log_var":
+                std = np.exp(0.5 * second)
+            elif kind == "log_std":
+                std = np.exp(second)
+            elif kind == "var":
+                std = np.sqrt(second)
+            else:
+                std = second
+        bad = ~(np.isfinite(std) & (std > 0))
+        if bad.any():
+            raise ModelError(
+                f"{self.ctx.where()}: posterior std from the encode_fn's {kind} under- or overflows "
+                f"at rows {_rows(bad)} of a batch of {b} data points"
+            )
+        q = DiagonalGaussian(mean, std, f"model {self.ctx.name!r}")
+        return q
+
+
+# ----------------------------------------------------------------------------- likelihoods
+
+
+def _bernoulli(logits: jax.Array, x: jax.Array) -> jax.Array:
+    return x * logits - jnp.logaddexp(0.0, logits)
+
+
+def _cb_log_norm(logits: jax.Array) -> jax.Array:
+    """log C of the continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019), from the logits l.
+
+    C(lambda) = 2 atanh(1 - 2 lambda) / (1 - 2 lambda) with lambda = sigmoid(l)
+    is l / tanh(l / 2): finite for every l, log 2 at l = 0, where the series
+    log 2 + l^2/12 - 7 l^4/1440 (error O(l^6)) replaces the 0/0 form.
+    """
+    small = jnp.abs(logits) < 1e-2
+    safe = jnp.where(small, jnp.ones_like(logits), logits)
+    exact = jnp.log(safe / jnp.tanh(safe / 2.0))
+    l2 = logits * logits
+    series = math.log(2.0) + l2 / 12.0 - 7.0 * l2 * l2 / 1440.0
+    return jnp.where(small, series, exact)
+
+
+def _continuous_bernoulli(logits: jax.Array, x: jax.Array) -> jax.Array:
+    return _bernoulli(logits, x) + _cb_log_norm(logits)
+
+
+def _categorical(logits: jax.Array, x: jax.Array) -> jax.Array:
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    idx = x.astype(jnp.int32)[..., None]
+    return jnp.take_along_axis(logp, idx, axis=-1)[..., 0]
+
+
+def _normal(out: Any, x: jax.Array) -> jax.Array:
+    mean, log_var = out
+    return -0.5 * (math.log(2 * math.pi) + log_var + (x - mean) ** 2 * jnp.exp(-log_var))
+
+
+_ELEMENTWISE: dict[str, Callable[[Any, jax.Array], jax.Array]] = {
+    "bernoulli": _bernoulli,
+    "continuous_bernoulli": _continuous_bernoulli,
+    "categorical": _categorical,
+    "normal": _normal,
+}
+
+
+def elementwise_log_likelihood(name: str, output: Any, x: Any) -> jax.Array:
+    """Per-element log p(x | output) of a named likelihood (x shaped like the output)."""
+    return _ELEMENTWISE[name](output, x)
+
+
+def _target_shape(name: str, out: Any) -> tuple[int, ...] | None:
+    """The shape x must take to line up with the decoder's output."""
+    if name in ("bernoulli", "continuous_bernoulli"):
+        return tuple(out.shape)
+    if name == "categorical":
+        return tuple(out.shape[:-1])
+    if name == "normal":
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            return None
+        return tuple(out[0].shape)
+    return None
+
+
+class JaxDecoder:
+    """:class:`elbo_audit.Decoder` over ``decode_fn(params, z)`` and a likelihood."""
+
+    def __init__(self, decode_fn: Callable[..., Any], params: Any, ctx: _Context, likelihood: Any) -> None:
+        self.params = params
+        self.ctx = ctx
+        self.decode_fn = decode_fn
+        if isinstance(likelihood, str):
+            if likelihood not in _ELEMENTWISE:
+                raise UsageError(
+                    f"{ctx.where()}: unknown likelihood {likelihood!r}; expected one of "
+                    f"{', '.join(LIKELIHOODS)} or a callable"
+                )
+            self.name = likelihood
+        elif callable(likelihood):
+            self.name = getattr(likelihood, "__name__", "custom")
+        else:
+            raise UsageError(f"{ctx.where()}: likelihood must be a name or a callable")
+        self.named = isinstance(likelihood, str)
+        self._fn = _cached(_decoder_fn, decode_fn, likelihood, ctx.use_jit)
+        self._shapes: dict[tuple[int, int], Any] = {}
+
+    def _out_struct(self, z: jax.Array) -> Any:
+        key = tuple(z.shape)
+        if key not in self._shapes:
+            self._shapes[key] = jax.eval_shape(self.decode_fn, self.params, z)
+        return self._shapes[key]
+
+    def _check_support(self, x: np.ndarray, levels: int | None) -> None:
+        name = self.name
+        if name == "bernoulli":
+            bad = (x != 0) & (x != 1)
+            what = "{0, 1}"
+        elif name == "continuous_bernoulli":
+            bad = ~((x >= 0) & (x <= 1))
+            what = "[0, 1]"
+        elif name == "categorical":
+            bad = ~((x == np.round(x)) & (x >= 0) & (x < (levels or 0)))
+            what = f"integers 0..{(levels or 0) - 1}"
+        else:
+            bad = ~np.isfinite(x)
+            what = "finite reals"
+        if bad.any():
+            hint = "; binarize the data (--binarize T) or use a likelihood for grey levels" if name == "bernoulli" else ""
+            raise ModelError(
+                f"{self.ctx.where()}: data at rows {_rows(bad)} of the batch lie outside the support "
+                f"of the decoder's {name} likelihood ({what}) (e.g. value {float(x[bad][0]):g}){hint}"
+            )
+
+    def log_likelihood(self, x: Any, z: Any) -> np.ndarray:
+        x = np.asarray(x)
+        z = np.asarray(z, dtype=np.float64)
+        if z.ndim != 3 or z.shape[0] != x.shape[0]:
+            raise ModelError(
+                f"{self.ctx.where()}: log_likelihood needs z of shape (B, K, D) with B = "
+                f"{x.shape[0]}, got {z.shape}"
+            )
+        b, k, d = z.shape
+        zf = z.reshape(b * k, d)
+        per_x = math.prod(x.shape[1:])
+        out = np.empty(b * k)
+        checked = False
+        with self.ctx.compute():
+            for start in range(0, b * k, self.ctx.chunk):
+                stop = min(b * k, start + self.ctx.chunk)
+                m = stop - start
+                rows = _bucket(m, self.ctx.chunk)
+                zc = self.ctx.put(_pad(zf[start:stop], rows))
+                xr = _pad(x[np.arange(start, stop) // k], rows)
+                if self.named:
+                    struct = self._out_struct(zc)
+                    shape = _target_shape(self.name, struct)
+                    if shape is None:
+                        raise ModelError(
+                            f"{self.ctx.where()}: likelihood 'normal' needs decode_fn to return "
+                            "(mean, log_var)"
+                        )
+                    if not shape or shape[0] != rows or math.prod(shape[1:]) != per_x:
+                        raise ModelError(
+                            f"{self.ctx.where()}: decode_fn returned output of shape {shape} (for the "
+                            f"{self.name} likelihood) for {rows} latents and data points of shape "
+                            f"{x.shape[1:]}; expected ({rows}, ...) with {per_x} values per row"
+                        )
+                    if not checked:
+                        levels = int(struct.shape[-1]) if self.name == "categorical" else None
+                        self._check_support(x, levels)
+                        checked = True
+                    xr = xr.reshape(shape)
+                lp = _np64(self._fn(self.params, self.ctx.put(xr), zc))
+                if lp.ndim < 1 or lp.shape[0] != rows:
+                    raise ModelError(
+                        f"{self.ctx.where()}: the likelihood returned shape {lp.shape} for {rows} latents"
+                    )
+                out[start:stop] = lp[:m].reshape(m, -1).sum(axis=1)
+        return out.reshape(b, k)
+
+
+# ----------------------------------------------------------------------------- priors
+
+
+class _LazyStandardNormal:
+    """N(0, I) whose dimension is read from the encoder when not known up front."""
+
+    name = "standard_normal"
+    factorised = True
+
+    def __init__(self, ctx: _Context) -> None:
+        self.ctx = ctx
+
+    def _prior(self) -> Any:
+        if self.ctx.n_latent is None:
+            raise ModelError(
+                f"{self.ctx.where()}: the latent size is unknown until the encoder has run; "
+                "give JaxVAE(latent_dim=...)"
+            )
+        return StandardNormal(self.ctx.n_latent)
+
+    @property
+    def n_latent(self) -> int:
+        return int(self._prior().n_latent)
+
+    def log_prob(self, z: np.ndarray) -> np.ndarray:
+        return self._prior().log_prob(z)
+
+    def marginal_log_prob(self, z: np.ndarray) -> np.ndarray:
+        return self._prior().marginal_log_prob(z)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self._prior().sample(rng, n)
+
+    def cross_entropy(self, q: DiagonalGaussian) -> np.ndarray:
+        return self._prior().cross_entropy(q)
+
+
+class JaxFunctionPrior:
+    """A prior given by a JAX log-density ``log_prob_fn(params, z)`` (see :class:`JaxPrior`)."""
+
+    def __init__(self, spec: JaxPrior, params: Any, ctx: _Context) -> None:
+        self.spec = spec
+        self.params = params
+        self.ctx = ctx
+        self.name = spec.name
+        self.factorised = spec.marginal_log_prob_fn is not None
+        self._lp = ctx.jit(spec.log_prob_fn)
+        self._mlp = ctx.jit(spec.marginal_log_prob_fn) if self.factorised else None
+
+    @property
+    def n_latent(self) -> int:
+        d = self.spec.n_latent or self.ctx.n_latent
+        if d is None:
+            raise ModelError(
+                f"{self.ctx.where()}: the latent size is unknown until the encoder has run; "
+                "give JaxPrior(n_latent=...)"
+            )
+        return int(d)
+
+    def _call(self, fn: Callable[..., Any], z: np.ndarray, ndim: int, label: str) -> np.ndarray:
+        z = np.asarray(z, dtype=np.float64)
+        out = []
+        with self.ctx.compute():
+            for s in range(0, z.shape[0], _PRIOR_CHUNK):
+                zc = z[s : s + _PRIOR_CHUNK]
+                r = _np64(fn(self.params, self.ctx.put(_pad(zc, _bucket(zc.shape[0], _PRIOR_CHUNK)))))
+                r = r[: zc.shape[0]]
+                if r.shape != zc.shape[:ndim]:
+                    raise ModelError(
+                        f"{self.ctx.where()}: prior {label} returned shape {r.shape}, expected "
+                        f"{zc.shape[:ndim]}"
+                    )
+                out.append(r)
+        return np.concatenate(out) if out else np.zeros(z.shape[:ndim])
+
+    def log_prob(self, z: np.ndarray) -> np.ndarray:
+        return self._call(self._lp, z, 1, "log_prob_fn")
+
+    def marginal_log_prob(self, z: np.ndarray) -> np.ndarray:
+        if self._mlp is None:
+            raise ModelError(f"{self.ctx.where()}: prior {self.name!r} is not factorised")
+        return self._call(self._mlp, z, 2, "marginal_log_prob_fn")
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.spec.sample is None:
+            raise ModelError(f"{self.ctx.where()}: prior {self.name!r} has no sampler")
+        return _np64(self.spec.sample(rng, n))
+
+
+def _lookup(params: Any, ref: Any, what: str, where: str) -> np.ndarray | None:
+    if ref is None:
+        return None
+    if isinstance(ref, str):
+        flat = flatten_params(params)
+        if ref not in flat:
+            near = ", ".join(sorted(flat)[:5])
+            raise ModelError(f"{where}: {what} refers to {ref!r}, not a key of the params (keys: {near}, ...)")
+        return np.asarray(flat[ref], dtype=np.float64)
+    if callable(ref):
+        return _np64(ref(params))
+    return _np64(ref)
+
+
+def _std(params: Any, spec: Any, where: str) -> np.ndarray:
+    std = _lookup(params, spec.std, "std", where)
+    log_std = _lookup(params, spec.log_std, "log_std", where)
+    if (std is None) == (log_std is None):
+        raise UsageError(f"{where}: give exactly one of std and log_std for the prior")
+    return std if std is not None else np.exp(log_std)
+
+
+def build_prior(prior: Any, params: Any, ctx: _Context, encoder: JaxEncoder) -> Any:
+    """Turn what the spec says about the prior into a core :class:`elbo_audit.Prior`."""
+    where = ctx.where()
+    if prior is None or prior == "standard_normal":
+        return StandardNormal(ctx.n_latent) if ctx.n_latent is not None else _LazyStandardNormal(ctx)
+    if isinstance(prior, str):
+        raise UsageError(f"{where}: unknown prior {prior!r}")
+    if isinstance(prior, GaussianPrior):
+        mean = _lookup(params, prior.mean, "mean", where)
+        return DiagonalGaussianPrior(mean, _std(params, prior, where), name=prior.name)
+    if isinstance(prior, MixturePrior):
+        logits = _lookup(params, prior.logits, "logits", where)
+        w = np.exp(logits - logits.max())
+        return MixtureOfGaussians(
+            w / w.sum(), _lookup(params, prior.mean, "mean", where), _std(params, prior, where), name=prior.name
+        )
+    if isinstance(prior, VampPrior):
+        pseudo = prior.pseudo_inputs
+        if isinstance(pseudo, str) or callable(pseudo):
+            with ctx.compute():
+                pseudo = _lookup(params, pseudo, "pseudo_inputs", where)
+        return vamp_prior(encoder.encode(np.asarray(pseudo)))
+    if isinstance(prior, JaxPrior):
+        return JaxFunctionPrior(prior, params, ctx)
+    if isinstance(prior, CorePrior):
+        return prior
+    raise ModelError(
+        f"{where}: cannot use a {type(prior).__name__} as the prior; give 'standard_normal', a "
+        "GaussianPrior, MixturePrior, VampPrior, JaxPrior or a prior of elbo_audit"
+    )
+
+
+# ----------------------------------------------------------------------------- wrap
+
+
+def _device(ref: ModelRef) -> Any:
+    spec = (ref.device or "cpu").lower()
+    kind, _, index = spec.partition(":")
+    platform = {"cuda": "gpu", "rocm": "gpu"}.get(kind, kind)
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError as exc:
+        raise UsageError(
+            f"model {ref.name!r}: device {ref.device!r} requested but JAX has no {platform} backend "
+            f"({' '.join(str(exc).split())[:120]})"
+        ) from exc
+    i = int(index) if index.isdigit() else 0
+    if i >= len(devices):
+        raise UsageError(f"model {ref.name!r}: no {ref.device} (JAX sees {len(devices)} {platform} devices)")
+    return devices[i]
+
+
+def _float_dtype(params: Any) -> np.dtype:
+    for leaf in jax.tree_util.tree_leaves(params):
+        dt = np.dtype(getattr(leaf, "dtype", np.asarray(leaf).dtype))
+        if dt.kind == "f":
+            return dt
+    return np.dtype(np.float32)
+
+
+def _as_dtype(leaf: Any, dtype: np.dtype) -> Any:
+    arr = np.asarray(leaf)
+    return arr.astype(dtype) if arr.dtype.kind == "f" else arr
+
+
+def _cast(params: Any, dtype: np.dtype, device: Any) -> Any:
+    def one(leaf: Any) -> Any:
+        arr = np.asarray(leaf)
+        if arr.dtype.kind == "f":
+            arr = arr.astype(dtype, copy=False)
+        return jax.device_put(arr, device)
+
+    return jax.tree_util.tree_map(one, params)
+
+
+def wrap(obj: Any, ref: ModelRef) -> AuditModel:
+    """Load ``ref.weights`` (array formats only) into the params and wrap the model.
+
+    Raises
+    ------
+    UnsafeArtifactError
+        The weights file is a pickle or holds object arrays (never loaded).
+    ModelError, UsageError
+        The weights do not fit the params, the device does not exist, ...
+    """
+    try:
+        return _wrap(obj, ref)
+    except AuditError as exc:
+        if str(exc).startswith("model "):
+            raise
+        raise type(exc)(f"model {ref.name!r}: {exc}") from exc
+
+
+def _wrap(obj: Any, ref: ModelRef) -> AuditModel:
+    if not isinstance(obj, JaxVAE):
+        raise ModelError(f"the jax adapter cannot use a {type(obj).__name__}: return a JaxVAE")
+    spec = obj
+    device = _device(ref)
+    params = spec.params
+    if spec.precision not in ("model", "float32", "float64"):
+        raise UsageError(f"precision={spec.precision!r}; expected 'model', 'float32' or 'float64'")
+    if spec.precision != "model" and params is not None:
+        # convert before loading, so float64 weights in a file keep every digit
+        params = jax.tree_util.tree_map(lambda a: _as_dtype(a, np.dtype(spec.precision)), params)
+    attrs: dict[str, Any] = {}
+    if ref.weights is not None:
+        path = Path(ref.weights)
+        flat = read_flat(path)
+        params = unflatten(flat) if params is None else assign(params, flat, path)
+        attrs["weights_format"] = path.suffix.lower().lstrip(".")
+    if params is None:
+        raise ModelError(f"model {ref.name!r}: the JaxVAE has no params and no weights file was given")
+    dtype = _float_dtype(params) if spec.precision == "model" else np.dtype(spec.precision)
+    x64 = dtype == np.float64
+    ctx = _Context(ref.name, device, dtype, x64, ref.batch_size, spec.jit)
+    if spec.latent_dim is not None:
+        ctx.n_latent = int(spec.latent_dim)
+    with ctx.compute():
+        params = _cast(params, dtype, device)
+    encoder = JaxEncoder(spec.encode_fn, params, ctx, spec.posterior)
+    decoder = JaxDecoder(spec.decode_fn, params, ctx, spec.likelihood) if spec.decode_fn is not None else None
+    prior = build_prior(spec.prior, params, ctx, encoder)
+    attrs.update({"jax_version": jax.__version__, "device": str(device), "dtype": str(dtype)})
+    return AuditModel(ref.name, encoder, prior, decoder, adapter="jax", attrs=attrs)

@@ -1,0 +1,796 @@
+"""The PyTorch adapter: wraps a VAE so that the core sees numpy arrays only.
+
+The core draws every random number (numpy) and hands the adapter data batches
+and latents z in float64; the adapter runs the network under ``torch.no_grad()``
+in ``eval()`` mode on the requested device, in the network's dtype, and returns
+posterior parameters and log-likelihoods as float64 numpy arrays.
+Per-element log-likelihoods are summed over a data point's dimensions in
+float64, so a float32 network loses no accuracy in the sum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import distributions as td
+
+from elbo_audit import (
+    AuditError,
+    AuditModel,
+    DiagonalGaussian,
+    ModelError,
+    ModelRef,
+    StandardNormal,
+    UsageError,
+    vamp_prior,
+)
+from elbo_audit import Prior as CorePrior
+
+from ._spec import LIKELIHOODS, POSTERIOR_PARAMS, TorchPrior, TorchVAE, VampPrior
+from ._weights import extract_state_dict, load_into, read_weights, torch_load
+
+__all__ = ["claims", "wrap", "load_file", "to_spec", "LoadedModule"]
+
+_PRIOR_CHUNK = 8192
+
+
+class LoadedModule:
+    """A module opened from a whole-model file (already holds its weights)."""
+
+    def __init__(self, module: Any, path: Path) -> None:
+        self.module = module
+        self.path = path
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def _is_vae_module(obj: Any) -> bool:
+    if not isinstance(obj, torch.nn.Module):
+        return False
+    if callable(getattr(obj, "elbo_audit_spec", None)):
+        return True
+    return isinstance(getattr(obj, "encoder", None), torch.nn.Module) and isinstance(
+        getattr(obj, "decoder", None), torch.nn.Module
+    )
+
+
+def claims(obj: Any) -> bool:
+    """Whether the torch adapter handles ``obj``."""
+    if isinstance(obj, LoadedModule):
+        return _is_vae_module(obj.module)
+    return isinstance(obj, TorchVAE) or _is_vae_module(obj)
+
+
+def to_spec(obj: Any) -> TorchVAE:
+    """The :class:`TorchVAE` spec of a claimed object."""
+    if isinstance(obj, LoadedModule):
+        obj = obj.module
+    if isinstance(obj, TorchVAE):
+        return obj
+    if isinstance(obj, torch.nn.Module):
+        make = getattr(obj, "elbo_audit_spec", None)
+        if callable(make):
+            spec = make()
+            if not isinstance(spec, TorchVAE):
+                raise ModelError(
+                    f"{type(obj).__name__}.elbo_audit_spec() returned {type(spec).__name__}, "
+                    "expected elbo_audit_torch.TorchVAE"
+                )
+            return spec if spec.module is not None else replace(spec, module=obj)
+        if _is_vae_module(obj):
+            like = getattr(obj, "likelihood", None)
+            return TorchVAE(
+                encoder=obj.encoder,
+                decoder=obj.decoder,
+                prior=getattr(obj, "prior", None),
+                likelihood=like if isinstance(like, str) or callable(like) else None,
+                module=obj,
+                latent_dim=_int_attr(obj, ("latent_dim", "z_dim", "n_latent")),
+            )
+    raise ModelError(
+        f"the torch adapter cannot use a {type(obj).__name__}: return a TorchVAE, or an "
+        "nn.Module with encoder and decoder children or an elbo_audit_spec() method"
+    )
+
+
+def _int_attr(obj: Any, names: tuple[str, ...]) -> int | None:
+    for n in names:
+        v = getattr(obj, n, None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return None
+
+
+# ----------------------------------------------------------------------------- context
+
+
+class _Context:
+    """What every wrapped piece shares: name, device, dtype, chunk size, latent size."""
+
+    def __init__(self, name: str, device: torch.device, dtype: torch.dtype, chunk: int) -> None:
+        self.name = name
+        self.device = device
+        self.dtype = dtype
+        self.chunk = max(1, int(chunk))
+        self.n_latent: int | None = None
+
+    def where(self) -> str:
+        return f"model {self.name!r} (torch adapter)"
+
+    def tensor(self, a: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        arr = np.ascontiguousarray(a)
+        if arr.dtype == np.bool_ or arr.dtype.kind in "iuf":
+            return torch.as_tensor(arr, device=self.device).to(dtype or self.dtype)
+        raise ModelError(f"{self.where()}: cannot feed data of dtype {arr.dtype} to a torch model")
+
+    def bind_latent(self, d: int) -> None:
+        if self.n_latent is None:
+            self.n_latent = d
+        elif self.n_latent != d:
+            raise ModelError(f"{self.where()}: encoder gave {d} latents, earlier {self.n_latent}")
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """No TF32 in matrix products or cuDNN convolutions while the adapter runs the model.
+
+    cuDNN allows TF32 by default, which loses about three decimal digits in
+    float32 convolutions on Ampere and later GPUs; an audit wants the model's
+    own precision. The global flags are restored afterwards.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _rows(mask: np.ndarray, limit: int = 5) -> str:
+    rows = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    more = f" and {rows.size - limit} more" if rows.size > limit else ""
+    return ", ".join(str(int(r)) for r in rows[:limit]) + more
+
+
+def _np64(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+class TorchEncoder:
+    """:class:`elbo_audit.Encoder` over a torch module returning q(z|x)."""
+
+    def __init__(self, module: Callable[..., Any], ctx: _Context, posterior: str) -> None:
+        if posterior not in POSTERIOR_PARAMS:
+            raise UsageError(
+                f"{ctx.where()}: posterior={posterior!r}; expected one of {', '.join(POSTERIOR_PARAMS)}"
+            )
+        self.module = module
+        self.ctx = ctx
+        self.posterior = posterior
+
+    def _params(self, out: Any, b: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        dist = out
+        if isinstance(dist, td.Independent) and dist.reinterpreted_batch_ndims == 1:
+            dist = dist.base_dist
+        if isinstance(dist, td.Normal):
+            return dist.loc, dist.scale, "std"
+        if isinstance(out, (tuple, list)) and len(out) == 2 and all(
+            isinstance(t, torch.Tensor) for t in out
+        ):
+            return out[0], out[1], self.posterior
+        if isinstance(out, td.Distribution):
+            raise ModelError(
+                f"{self.ctx.where()}: encoder returned a {type(out).__name__}; the posterior must be "
+                "a diagonal Gaussian: Normal, Independent(Normal, 1) or a (mean, log_var) tuple"
+            )
+        raise ModelError(
+            f"{self.ctx.where()}: encoder returned {type(out).__name__}; expected a "
+            "torch.distributions.Normal, Independent(Normal, 1) or a (mean, log_var) tuple"
+        )
+
+    def encode(self, x: Any) -> DiagonalGaussian:
+        x = np.asarray(x)
+        b = int(x.shape[0])
+        means, seconds, kind = [], [], "std"
+        with torch.no_grad(), full_precision(self.ctx.device):
+            for start in range(0, b, self.ctx.chunk):
+                xt = self.ctx.tensor(x[start : start + self.ctx.chunk])
+                out = self.module(xt)
+                mean, second, kind = self._params(out, xt.shape[0])
+                means.append(_np64(mean))
+                seconds.append(_np64(second))
+        try:
+            mean, second = np.concatenate(means), np.concatenate(seconds)
+        except ValueError:
+            shapes = sorted({m.shape for m in means} | {s.shape for s in seconds})
+            raise ModelError(
+                f"{self.ctx.where()}: encoder returned posterior parameters of shapes {shapes} "
+                f"for a batch of {b} data points; expected ({b}, D)"
+            ) from None
+        if mean.ndim != 2 or mean.shape[0] != b:
+            raise ModelError(
+                f"{self.ctx.where()}: encoder returned posterior means of shape {mean.shape} for a "
+                f"batch of {b} data points; expected ({b}, D)"
+            )
+        if second.shape != mean.shape:
+            raise ModelError(
+                f"{self.ctx.where()}: encoder returned mean {mean.shape} but {kind} {second.shape}"
+            )
+        for label, arr in (("mean", mean), (kind, second)):
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                raise ModelError(
+                    f"{self.ctx.where()}: encoder returned NaN or infinite posterior {label} at rows "
+                    f"{_rows(bad)} of a batch of {b} data points"
+                )
+        if kind in ("std", "var") and (second <= 0).any():
+            raise ModelError(
+                f"{self.ctx.where()}: encoder returned non-positive posterior {kind} at rows "
+                f"{_rows(second <= 0)} of a batch of {b} data points"
+            )
+        self.ctx.bind_latent(mean.shape[1])
+        with np.errstate(over="ignore", under="ignore"):
+            if kind == "log_var":
+                std = np.exp(0.5 * second)
+            elif kind == "log_std":
+                std = np.exp(second)
+            elif kind == "var":
+                std = np.sqrt(second)
+            else:
+                std = second
+        bad = ~(np.isfinite(std) & (std > 0))
+        if bad.any():
+            raise ModelError(
+                f"{self.ctx.where()}: posterior std from the encoder's {kind} under- or overflows "
+                f"at rows {_rows(bad)} of a batch of {b} data points"
+            )
+        q = DiagonalGaussian(mean, std, f"model {self.ctx.name!r}")
+        return q
+
+
+# ----------------------------------------------------------------------------- decoder
+
+
+def _likelihood_from_name(name: str, where: str) -> Callable[[Any], td.Distribution]:
+    def need_tensor(out: Any, what: str) -> torch.Tensor:
+        if not isinstance(out, torch.Tensor):
+            raise ModelError(f"{where}: likelihood {name!r} needs the decoder to return {what}")
+        return out
+
+    if name == "bernoulli":
+        return lambda out: td.Bernoulli(logits=need_tensor(out, "logits"), validate_args=False)
+    if name == "continuous_bernoulli":
+        return lambda out: td.ContinuousBernoulli(
+            logits=need_tensor(out, "logits"), validate_args=False
+        )
+    if name == "categorical":
+        return lambda out: td.Categorical(
+            logits=need_tensor(out, "logits (levels on the last axis)"), validate_args=False
+        )
+    if name == "normal":
+
+        def normal(out: Any) -> td.Distribution:
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise ModelError(
+                    f"{where}: likelihood 'normal' needs the decoder to return (mean, log_var); "
+                    "for a fixed scale pass likelihood=lambda mean: Normal(mean, scale)"
+                )
+            mean, log_var = out
+            return td.Normal(mean, torch.exp(0.5 * log_var), validate_args=False)
+
+        return normal
+    raise UsageError(f"{where}: unknown likelihood {name!r}; expected one of {', '.join(LIKELIHOODS)}")
+
+
+class TorchDecoder:
+    """:class:`elbo_audit.Decoder` over a torch module returning p(x|z)."""
+
+    def __init__(self, module: Callable[..., Any], ctx: _Context, likelihood: Any) -> None:
+        self.module = module
+        self.ctx = ctx
+        if isinstance(likelihood, str):
+            self.to_dist: Callable[[Any], Any] | None = _likelihood_from_name(likelihood, ctx.where())
+        elif likelihood is None or callable(likelihood):
+            self.to_dist = likelihood
+        else:
+            raise UsageError(f"{ctx.where()}: likelihood must be a name or a callable")
+
+    def _dist(self, out: Any) -> td.Distribution:
+        if self.to_dist is not None and not isinstance(out, td.Distribution):
+            out = self.to_dist(out)
+        if not isinstance(out, td.Distribution):
+            raise ModelError(
+                f"{self.ctx.where()}: decoder returned {type(out).__name__}, not a "
+                "torch.distributions.Distribution; name what it parameterises with "
+                f"likelihood= (one of {', '.join(LIKELIHOODS)}) or return a distribution"
+            )
+        return out
+
+    def _rowwise(self, dist: td.Distribution, xr: torch.Tensor, first_row: int, k: int) -> torch.Tensor:
+        """Sum over each row's dimensions, in float64, after shape and support checks."""
+        while isinstance(dist, td.Independent):
+            dist = dist.base_dist
+        m = xr.shape[0]
+        shape = tuple(dist.batch_shape) + tuple(dist.event_shape)
+        per_x = math.prod(xr.shape[1:])
+        if not shape or shape[0] != m or math.prod(shape[1:]) != per_x:
+            raise ModelError(
+                f"{self.ctx.where()}: decoder returned a {type(dist).__name__} of shape {shape} for "
+                f"{m} latents and data points of shape {tuple(xr.shape[1:])}; expected ({m}, ...) "
+                f"with {per_x} values per row"
+            )
+        xr = xr.reshape(shape)
+        self._check_support(dist, xr, first_row, k)
+        lp = dist.log_prob(xr)
+        if lp.shape[0] != m:
+            raise ModelError(f"{self.ctx.where()}: log_prob returned shape {tuple(lp.shape)}")
+        lp = lp.reshape(m, -1)
+        if lp.device.type == "mps":  # no float64 there
+            return lp.to("cpu", torch.float64).sum(dim=1)
+        return lp.to(torch.float64).sum(dim=1)
+
+    def _check_support(self, dist: td.Distribution, xr: torch.Tensor, first_row: int, k: int) -> None:
+        try:
+            ok = dist.support.check(xr)
+        except (NotImplementedError, RuntimeError, AttributeError, TypeError):
+            return
+        if not isinstance(ok, torch.Tensor) or bool(ok.all()):
+            return
+        ok_rows = ok.reshape(ok.shape[0], -1).all(dim=1).cpu().numpy()
+        data_rows = np.unique((first_row + np.flatnonzero(~ok_rows)) // k)
+        example = ""
+        if ok.shape == xr.shape:
+            example = f" (e.g. value {float(xr[~ok][0]):g})"
+        more = f" and {data_rows.size - 5} more" if data_rows.size > 5 else ""
+        hint = ""
+        if isinstance(dist, td.Bernoulli):
+            hint = "; binarize the data (--binarize T) or use a likelihood for grey levels"
+        raise ModelError(
+            f"{self.ctx.where()}: data at rows {', '.join(str(int(r)) for r in data_rows[:5])}{more} "
+            f"of the batch lie outside the support of the decoder's {type(dist).__name__} "
+            f"likelihood ({dist.support}){example}{hint}"
+        )
+
+    def log_likelihood(self, x: Any, z: Any) -> np.ndarray:
+        x = np.asarray(x)
+        z = np.asarray(z, dtype=np.float64)
+        if z.ndim != 3 or z.shape[0] != x.shape[0]:
+            raise ModelError(
+                f"{self.ctx.where()}: log_likelihood needs z of shape (B, K, D) with B = "
+                f"{x.shape[0]}, got {z.shape}"
+            )
+        b, k, d = z.shape
+        xt = self.ctx.tensor(x)
+        zt = self.ctx.tensor(z.reshape(b * k, d))
+        out = torch.empty(b * k, dtype=torch.float64)
+        with torch.no_grad(), full_precision(self.ctx.device):
+            for start in range(0, b * k, self.ctx.chunk):
+                stop = min(b * k, start + self.ctx.chunk)
+                rows = torch.arange(start, stop, device=xt.device) // k
+                dist = self._dist(self.module(zt[start:stop]))
+                out[start:stop] = self._rowwise(dist, xt[rows], start, k).cpu()
+        return out.numpy().reshape(b, k)
+
+
+# ----------------------------------------------------------------------------- priors
+
+
+class _LazyStandardNormal:
+    """N(0, I) whose dimension is read from the encoder when not known up front."""
+
+    name = "standard_normal"
+    factorised = True
+
+    def __init__(self, ctx: _Context) -> None:
+        self.ctx = ctx
+
+    def _prior(self) -> Any:
+        if self.ctx.n_latent is None:
+            raise ModelError(
+                f"{self.ctx.where()}: the latent size is unknown until the encoder has run; "
+                "give TorchVAE(latent_dim=...)"
+            )
+        return StandardNormal(self.ctx.n_latent)
+
+    @property
+    def n_latent(self) -> int:
+        return int(self._prior().n_latent)
+
+    def log_prob(self, z: np.ndarray) -> np.ndarray:
+        return self._prior().log_prob(z)
+
+    def marginal_log_prob(self, z: np.ndarray) -> np.ndarray:
+        return self._prior().marginal_log_prob(z)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self._prior().sample(rng, n)
+
+    def cross_entropy(self, q: DiagonalGaussian) -> np.ndarray:
+        return self._prior().cross_entropy(q)
+
+
+def _as_float64(dist: td.Distribution) -> td.Distribution:
+    """The same distribution with float64 parameters on the CPU, where we know how."""
+    if isinstance(dist, td.Normal):
+        return td.Normal(_cpu64(dist.loc), _cpu64(dist.scale), validate_args=False)
+    if isinstance(dist, td.Independent):
+        return td.Independent(
+            _as_float64(dist.base_dist), dist.reinterpreted_batch_ndims, validate_args=False
+        )
+    if isinstance(dist, td.MixtureSameFamily):
+        mix = td.Categorical(logits=_cpu64(dist.mixture_distribution.logits), validate_args=False)
+        return td.MixtureSameFamily(mix, _as_float64(dist.component_distribution), validate_args=False)
+    return dist
+
+
+def _cpu64(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", torch.float64)
+
+
+def _univariate_base(dist: td.Distribution) -> td.Distribution | None:
+    """The per-dimension distribution of a factorised prior over (D,), else None."""
+    if isinstance(dist, td.Independent) and dist.reinterpreted_batch_ndims == 1:
+        base = dist.base_dist
+        if tuple(base.event_shape) == () and len(base.batch_shape) == 1:
+            return base
+        return None
+    if tuple(dist.event_shape) == () and len(dist.batch_shape) == 1:
+        return dist
+    return None
+
+
+class TorchDistributionPrior:
+    """A prior given as a ``torch.distributions`` object over (D,).
+
+    ``log_prob`` is evaluated by torch (in float64 for Normal, Independent and
+    MixtureSameFamily of Normals); ``cross_entropy`` is the closed form when
+    the prior is a diagonal Gaussian; ``sample`` uses the core's numpy
+    generator for Gaussians and Gaussian mixtures.
+    """
+
+    def __init__(self, dist: td.Distribution, where: str, name: str | None = None) -> None:
+        shape = tuple(dist.batch_shape) + tuple(dist.event_shape)
+        if len(shape) != 1:
+            raise ModelError(
+                f"{where}: the prior {type(dist).__name__} has shape {shape}; expected (D,) "
+                "(use Independent(Normal(loc, scale), 1) or Normal with loc of shape (D,))"
+            )
+        self.where = where
+        self.dist = _as_float64(dist)
+        self._d = int(shape[0])
+        self.name = name or _dist_name(dist)
+        base = _univariate_base(self.dist)
+        self.factorised = base is not None
+        self._base = base
+        self._gauss: tuple[np.ndarray, np.ndarray] | None = None
+        if isinstance(base, td.Normal):
+            loc = np.broadcast_to(_np64(base.loc), (self._d,)).copy()
+            scale = np.broadcast_to(_np64(base.scale), (self._d,)).copy()
+            self._gauss = (loc, scale)
+        if self._gauss is not None:
+            loc_, scale_ = self._gauss
+            # only Gaussian priors have a closed-form cross-entropy (the core looks it up)
+            self.cross_entropy = lambda q: q.cross_entropy_gaussian(loc_, scale_)
+        self._mixture: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if isinstance(self.dist, td.MixtureSameFamily):
+            comp = self.dist.component_distribution
+            if isinstance(comp, td.Independent) and isinstance(comp.base_dist, td.Normal):
+                k = int(self.dist.mixture_distribution.logits.shape[-1])
+                self._mixture = (
+                    _np64(self.dist.mixture_distribution.probs),
+                    np.broadcast_to(_np64(comp.base_dist.loc), (k, self._d)).copy(),
+                    np.broadcast_to(_np64(comp.base_dist.scale), (k, self._d)).copy(),
+                )
+
+    @property
+    def n_latent(self) -> int:
+        return self._d
+
+    def _eval(self, dist: td.Distribution, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=np.float64)
+        dtype = dist.mean.dtype if _has_mean(dist) else torch.float64
+        out = []
+        with torch.no_grad():
+            for s in range(0, z.shape[0], _PRIOR_CHUNK):
+                zt = torch.as_tensor(z[s : s + _PRIOR_CHUNK]).to(dtype)
+                dev = _device_of(dist)
+                out.append(_np64(dist.log_prob(zt.to(dev))))
+        return np.concatenate(out) if out else np.zeros((0,) + z.shape[1:])
+
+    def log_prob(self, z: np.ndarray) -> np.ndarray:
+        lp = self._eval(self.dist, z)
+        if lp.ndim == 2:  # Normal with batch shape (D,): per dimension
+            lp = lp.sum(axis=1)
+        return lp
+
+    def marginal_log_prob(self, z: np.ndarray) -> np.ndarray:
+        if self._base is None:
+            raise ModelError(f"{self.where}: prior {self.name!r} is not factorised")
+        return self._eval(self._base, z)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self._gauss is not None:
+            loc, scale = self._gauss
+            return loc + scale * rng.standard_normal((n, self._d))
+        if self._mixture is not None:
+            w, mean, std = self._mixture
+            k = rng.choice(w.size, size=n, p=w / w.sum())
+            return mean[k] + std[k] * rng.standard_normal((n, self._d))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(2**62)))
+            return _np64(self.dist.sample((n,)))
+
+
+def _has_mean(dist: td.Distribution) -> bool:
+    try:
+        return isinstance(dist.mean, torch.Tensor)
+    except (NotImplementedError, AttributeError):
+        return False
+
+
+def _device_of(dist: td.Distribution) -> torch.device:
+    for v in vars(dist).values():
+        if isinstance(v, torch.Tensor):
+            return v.device
+        if isinstance(v, td.Distribution):
+            return _device_of(v)
+    return torch.device("cpu")
+
+
+def _dist_name(dist: td.Distribution) -> str:
+    if isinstance(dist, td.Independent):
+        return _dist_name(dist.base_dist)
+    if isinstance(dist, td.Normal):
+        return "gaussian"
+    if isinstance(dist, td.MixtureSameFamily):
+        return "mixture"
+    return type(dist).__name__.lower()
+
+
+class TorchCallablePrior:
+    """A prior given by a torch log-density callable (see :class:`TorchPrior`)."""
+
+    def __init__(self, spec: TorchPrior, ctx: _Context) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.name = spec.name
+        self.factorised = spec.marginal_log_prob is not None
+
+    @property
+    def n_latent(self) -> int:
+        d = self.spec.n_latent or self.ctx.n_latent
+        if d is None:
+            raise ModelError(
+                f"{self.ctx.where()}: the latent size is unknown until the encoder has run; "
+                "give TorchPrior(n_latent=...)"
+            )
+        return int(d)
+
+    def _call(self, fn: Callable[[Any], Any], z: np.ndarray, ndim: int, label: str) -> np.ndarray:
+        z = np.asarray(z, dtype=np.float64)
+        out = []
+        with torch.no_grad(), full_precision(self.ctx.device):
+            for s in range(0, z.shape[0], _PRIOR_CHUNK):
+                zt = self.ctx.tensor(z[s : s + _PRIOR_CHUNK])
+                r = fn(zt)
+                r = _np64(r) if isinstance(r, torch.Tensor) else np.asarray(r, np.float64)
+                if r.shape != zt.shape[: ndim]:
+                    raise ModelError(
+                        f"{self.ctx.where()}: prior {label} returned shape {r.shape}, expected "
+                        f"{tuple(zt.shape[:ndim])}"
+                    )
+                out.append(r)
+        return np.concatenate(out) if out else np.zeros(z.shape[:ndim])
+
+    def log_prob(self, z: np.ndarray) -> np.ndarray:
+        return self._call(self.spec.log_prob, z, 1, "log_prob")
+
+    def marginal_log_prob(self, z: np.ndarray) -> np.ndarray:
+        if self.spec.marginal_log_prob is None:
+            raise ModelError(f"{self.ctx.where()}: prior {self.name!r} is not factorised")
+        return self._call(self.spec.marginal_log_prob, z, 2, "marginal_log_prob")
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.spec.sample is None:
+            raise ModelError(f"{self.ctx.where()}: prior {self.name!r} has no sampler")
+        s = self.spec.sample(rng, n)
+        return _np64(s) if isinstance(s, torch.Tensor) else np.asarray(s, np.float64)
+
+
+def _zero_arg_callable(obj: Any) -> bool:
+    if isinstance(obj, torch.nn.Module):
+        fn = obj.forward
+    elif callable(obj):
+        fn = obj
+    else:
+        return False
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in sig.parameters.values()
+    )
+
+
+def _is_core_prior(obj: Any) -> bool:
+    return (
+        not isinstance(obj, (torch.nn.Module, td.Distribution))
+        and isinstance(obj, CorePrior)
+    )
+
+
+def build_prior(prior: Any, ctx: _Context, encoder: TorchEncoder) -> Any:
+    """Turn what the spec says about the prior into a core :class:`elbo_audit.Prior`."""
+    where = ctx.where()
+    if prior is None or prior == "standard_normal":
+        if ctx.n_latent is not None:
+            return StandardNormal(ctx.n_latent)
+        return _LazyStandardNormal(ctx)
+    if isinstance(prior, str):
+        raise UsageError(f"{where}: unknown prior {prior!r} (a torch distribution or 'standard_normal')")
+    if isinstance(prior, VampPrior):
+        pseudo = prior.pseudo_inputs
+        if isinstance(pseudo, torch.nn.Module) or (
+            callable(pseudo) and not isinstance(pseudo, torch.Tensor)
+        ):
+            with torch.no_grad():
+                pseudo = pseudo()
+        if isinstance(pseudo, torch.Tensor):
+            pseudo = pseudo.detach().cpu().numpy()
+        q = encoder.encode(np.asarray(pseudo))
+        return vamp_prior(q)
+    if isinstance(prior, TorchPrior):
+        return TorchCallablePrior(prior, ctx)
+    if isinstance(prior, td.Distribution):
+        return TorchDistributionPrior(prior, where)
+    if _is_core_prior(prior):
+        return prior
+    if _zero_arg_callable(prior):
+        with torch.no_grad():
+            dist = prior()
+        if not isinstance(dist, td.Distribution):
+            raise ModelError(
+                f"{where}: the prior {type(prior).__name__}() returned {type(dist).__name__}, "
+                "expected a torch.distributions.Distribution"
+            )
+        return TorchDistributionPrior(dist, where)
+    log_prob = getattr(prior, "log_prob", None)
+    if callable(log_prob):
+        return TorchCallablePrior(TorchPrior(log_prob, name=type(prior).__name__.lower()), ctx)
+    raise ModelError(
+        f"{where}: cannot use a {type(prior).__name__} as the prior; give a torch distribution, "
+        "a module returning one, a TorchPrior or a VampPrior"
+    )
+
+
+# ----------------------------------------------------------------------------- wrap
+
+
+def _device(ref: ModelRef) -> torch.device:
+    try:
+        dev = torch.device(ref.device)
+    except RuntimeError as exc:
+        raise UsageError(f"model {ref.name!r}: unknown device {ref.device!r}: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"model {ref.name!r}: device {ref.device!r} requested but torch sees no CUDA device"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"model {ref.name!r}: no {ref.device} (have {torch.cuda.device_count()})")
+    return dev
+
+
+class _Container(torch.nn.Module):
+    def __init__(self, **children: torch.nn.Module) -> None:
+        super().__init__()
+        for k, v in children.items():
+            self.add_module(k, v)
+
+
+def _root_module(spec: TorchVAE) -> torch.nn.Module:
+    if isinstance(spec.module, torch.nn.Module):
+        return spec.module
+    children = {
+        k: v
+        for k, v in (("encoder", spec.encoder), ("decoder", spec.decoder), ("prior", spec.prior))
+        if isinstance(v, torch.nn.Module)
+    }
+    return _Container(**children)
+
+
+def _model_dtype(root: torch.nn.Module, spec: TorchVAE) -> torch.dtype:
+    if spec.precision == "float64":
+        return torch.float64
+    if spec.precision == "float32":
+        return torch.float32
+    if spec.precision != "model":
+        raise UsageError(f"precision={spec.precision!r}; expected 'model', 'float32' or 'float64'")
+    for p in list(root.parameters()) + list(root.buffers()):
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
+
+
+def wrap(obj: Any, ref: ModelRef) -> AuditModel:
+    """Load ``ref.weights`` (safely) into the model ``obj`` and wrap it as an AuditModel.
+
+    Raises
+    ------
+    UnsafeArtifactError
+        The weights file holds pickled objects and ``ref.allow_unsafe`` is false.
+    ModelError, UsageError
+        The weights do not fit, the device does not exist, the spec is unusable.
+    """
+    try:
+        return _wrap(obj, ref)
+    except AuditError as exc:
+        if str(exc).startswith("model "):
+            raise
+        raise type(exc)(f"model {ref.name!r}: {exc}") from exc
+
+
+def _wrap(obj: Any, ref: ModelRef) -> AuditModel:
+    spec = to_spec(obj)
+    if spec.encoder is None:
+        raise ModelError(f"model {ref.name!r}: the TorchVAE has no encoder")
+    device = _device(ref)
+    root = _root_module(spec)
+    modules = [m for m in {id(m): m for m in (root, spec.encoder, spec.decoder, spec.prior)}.values()
+               if isinstance(m, torch.nn.Module)]
+    dtype = _model_dtype(root, spec)
+    if spec.precision != "model":
+        # convert before loading, so float64 weights in a file keep every digit
+        for m in modules:
+            m.to(dtype=dtype)
+    attrs: dict[str, Any] = {}
+    if ref.weights is not None and not isinstance(obj, LoadedModule):
+        path = Path(ref.weights)
+        state = extract_state_dict(read_weights(path, ref.allow_unsafe), path)
+        load_into(root, state, path)
+        attrs["weights_format"] = path.suffix.lower().lstrip(".") or "torch"
+    for m in modules:
+        m.to(device=device)
+        m.eval()
+    ctx = _Context(ref.name, device, dtype, ref.batch_size)
+    if spec.latent_dim is not None:
+        ctx.n_latent = int(spec.latent_dim)
+    encoder = TorchEncoder(spec.encoder, ctx, spec.posterior)
+    decoder = TorchDecoder(spec.decoder, ctx, spec.likelihood) if spec.decoder is not None else None
+    prior = build_prior(spec.prior, ctx, encoder)
+    attrs.update(
+        {
+            "torch_version": torch.__version__,
+            "device": str(device),
+            "dtype": str(dtype).removeprefix("torch."),
+        }
+    )
+    return AuditModel(ref.name, encoder, prior, decoder, adapter="torch", attrs=attrs)
+
+
+def load_file(path: Path, ref: ModelRef) -> LoadedModule:
+    """Open a whole-model ``.pt``/``.pth`` file (only with ``ref.allow_unsafe``)."""
+    obj = torch_load(Path(path), ref.allow_unsafe)
+    if isinstance(obj, torch.nn.Module):
+        return LoadedModule(obj, Path(path))
+    raise UsageError(
+        f"model {ref.name!r}: {path} holds weights but no architecture; name the model with "
+        "--model module:function (or file.py:function) and pass this file as --weights"
+    )
