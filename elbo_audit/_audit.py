@@ -128,8 +128,8 @@ def encode_all(encoder: Encoder, x: NDArray[Any], batch_size: int, model: str) -
         xb = x[start : start + batch_size]
         try:
             q = encoder.encode(xb)
-        except ModelError:
-            raise
+        except ModelError as exc:
+            raise ModelError(f"{exc} (in the batch starting at data point {start})") from exc
         except Exception as exc:
             raise ModelError(
                 f"model {model!r}: encoder raised on data points {start}..{start + len(xb) - 1}: "
@@ -192,8 +192,8 @@ def reconstruction_term(
         z = q.mean[idx, None, :] + q.std[idx, None, :] * eps
         try:
             ll = decoder.log_likelihood(x[start:stop], z)
-        except ModelError:
-            raise
+        except ModelError as exc:
+            raise ModelError(f"{exc} (in the batch starting at data point {start})") from exc
         except Exception as exc:
             raise ModelError(
                 f"model {model!r}: decoder raised on data points {start}..{stop - 1}: "

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     src = run.add_argument_group("what to audit")
     src.add_argument("--posteriors", metavar="ENC.npz", help="saved encodings: mean, log_std or std, [reconstruction]")
     src.add_argument("--model", metavar="FACTORY", help="module:function or file.py:function building the model")
+    src.add_argument(
+        "--model-option", action="append", default=[], metavar="KEY=VALUE",
+        help="keyword argument for the factory, VALUE parsed as JSON (repeatable), e.g. latent=20",
+    )
     src.add_argument("--weights", metavar="FILE", help="weights or model file (untrusted: safe formats only)")
     src.add_argument("--adapter", help="adapter plugin to use (default: the one that claims the model)")
     src.add_argument("--data", metavar="DATA", help="a built-in dataset name (e.g. digits) or FILE.npz[:key] / .npy / IDX(.gz)")

@@ -88,6 +88,17 @@ def merge_args(args: argparse.Namespace) -> RunConfig:
     if args.data is not None:
         cfg.data_name = cfg.data_path = cfg.data_key = None
         cfg.data_path = args.data
+    options: dict[str, Any] = {}
+    for opt in args.model_option:
+        key, eq, value = opt.partition("=")
+        if not eq or not key.isidentifier():
+            raise UsageError(f"--model-option {opt!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    if options and not args.model:
+        raise UsageError("--model-option needs --model (the factory it is passed to)")
     if args.model or args.weights:
         cfg.models = [
             ModelEntry(
@@ -97,6 +108,7 @@ def merge_args(args: argparse.Namespace) -> RunConfig:
                 adapter=args.adapter,
                 device=args.device,
                 allow_unsafe=args.allow_unsafe,
+                options=options,
             )
         ]
     else:
