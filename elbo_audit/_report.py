@@ -232,6 +232,9 @@ def write_report(tree: xr.DataTree, path: str | os.PathLike[str]) -> Path:
     os.close(fd)
     try:
         tree.to_netcdf(tmp, engine="netcdf4")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

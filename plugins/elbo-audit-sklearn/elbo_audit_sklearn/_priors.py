@@ -48,5 +48,9 @@ def fit_mixture_prior(n_latent: int, options: dict[str, Any]) -> MixtureOfGaussi
     gm = GaussianMixture(
         n_components=k, covariance_type="diag", max_iter=int(options.get("max_iter", 200)),
         random_state=int(rng.integers(2**31 - 1)),
-    ).fit(z)
+    )
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only spin
+        gm.fit(z)
     return MixtureOfGaussians(gm.weights_, gm.means_, np.sqrt(gm.covariances_), name=f"fitted_mixture_k{k}")
