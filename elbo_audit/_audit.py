@@ -16,6 +16,7 @@ from typing import Any, final
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _progress as progress
 from ._errors import ModelError
 from ._estimators import KLDecomposition, decompose_kl
 from ._families import DiagonalGaussian
@@ -124,32 +125,41 @@ def encode_all(encoder: Encoder, x: NDArray[Any], batch_size: int, model: str) -
     """
     n = x.shape[0]
     means, stds = [], []
-    for start in range(0, n, batch_size):
-        xb = x[start : start + batch_size]
-        try:
-            q = encoder.encode(xb)
-        except ModelError as exc:
-            raise ModelError(f"{exc} (in the batch starting at data point {start})") from exc
-        except Exception as exc:
-            raise ModelError(
-                f"model {model!r}: encoder raised on data points {start}..{start + len(xb) - 1}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        if not isinstance(q, DiagonalGaussian):
-            raise ModelError(
-                f"model {model!r}: encoder returned {type(q).__name__}, expected DiagonalGaussian"
-            )
-        if q.mean.shape[0] != xb.shape[0]:
-            raise ModelError(
-                f"model {model!r}: encoder returned {q.mean.shape[0]} posteriors for a batch of "
-                f"{xb.shape[0]} data points (starting at {start})"
-            )
-        means.append(q.mean)
-        stds.append(q.std)
+    with progress.task(f"encoding {model}", -(-n // batch_size)) as bar:
+        for start in range(0, n, batch_size):
+            _encode_batch(encoder, x, start, batch_size, model, means, stds)
+            bar.advance()
     mean, std = np.concatenate(means), np.concatenate(stds)
     if mean.ndim != 2 or len({m.shape[1] for m in means}) != 1:
         raise ModelError(f"model {model!r}: encoder returned posteriors of varying latent size")
     return DiagonalGaussian(mean, std, source=f"model {model!r}").require_mixture()
+
+
+def _encode_batch(
+    encoder: Encoder, x: NDArray[Any], start: int, batch_size: int, model: str,
+    means: list[NDArray[np.float64]], stds: list[NDArray[np.float64]],
+) -> None:
+    xb = x[start : start + batch_size]
+    try:
+        q = encoder.encode(xb)
+    except ModelError as exc:
+        raise ModelError(f"{exc} (in the batch starting at data point {start})") from exc
+    except Exception as exc:
+        raise ModelError(
+            f"model {model!r}: encoder raised on data points {start}..{start + len(xb) - 1}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(q, DiagonalGaussian):
+        raise ModelError(
+            f"model {model!r}: encoder returned {type(q).__name__}, expected DiagonalGaussian"
+        )
+    if q.mean.shape[0] != xb.shape[0]:
+        raise ModelError(
+            f"model {model!r}: encoder returned {q.mean.shape[0]} posteriors for a batch of "
+            f"{xb.shape[0]} data points (starting at {start})"
+        )
+    means.append(q.mean)
+    stds.append(q.std)
 
 
 def _check_loglik(ll: Any, shape: tuple[int, int], start: int, model: str) -> NDArray[np.float64]:
@@ -185,22 +195,32 @@ def reconstruction_term(
     """
     n = q.n_points
     f = np.empty((n, k))
-    for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
-        idx = np.arange(start, stop)
-        eps = rng.standard_normal((idx.size, k, q.n_latent))
-        z = q.mean[idx, None, :] + q.std[idx, None, :] * eps
-        try:
-            ll = decoder.log_likelihood(x[start:stop], z)
-        except ModelError as exc:
-            raise ModelError(f"{exc} (in the batch starting at data point {start})") from exc
-        except Exception as exc:
-            raise ModelError(
-                f"model {model!r}: decoder raised on data points {start}..{stop - 1}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        f[start:stop] = _check_loglik(ll, (idx.size, k), start, model)
+    with progress.task(f"decoding {model}", -(-n // batch_size)) as bar:
+        for start in range(0, n, batch_size):
+            f[start : start + batch_size] = _decode_batch(decoder, x, q, rng, k, start, batch_size, model)
+            bar.advance()
     return stratified_estimate(f, None, _RECON.format(k=k))
+
+
+def _decode_batch(
+    decoder: Decoder, x: NDArray[Any], q: DiagonalGaussian, rng: np.random.Generator,
+    k: int, start: int, batch_size: int, model: str,
+) -> NDArray[np.float64]:
+    n = q.n_points
+    stop = min(n, start + batch_size)
+    idx = np.arange(start, stop)
+    eps = rng.standard_normal((idx.size, k, q.n_latent))
+    z = q.mean[idx, None, :] + q.std[idx, None, :] * eps
+    try:
+        ll = decoder.log_likelihood(x[start:stop], z)
+    except ModelError as exc:
+        raise ModelError(f"{exc} (in the batch starting at data point {start})") from exc
+    except Exception as exc:
+        raise ModelError(
+            f"model {model!r}: decoder raised on data points {start}..{stop - 1}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return _check_loglik(ll, (idx.size, k), start, model)
 
 
 def supplied_reconstruction(samples: NDArray[np.float64]) -> TermEstimate:
