@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _progress as progress
+from ._adaptive import AdaptiveRecord, decompose_priors_to_target, estimate_to_target
 from ._errors import ModelError
 from ._estimators import KLDecomposition, decompose_kl
 from ._families import DiagonalGaussian
@@ -27,7 +28,8 @@ from ._protocols import AuditModel, Decoder, Encoder, Prior
 __all__ = ["AuditSettings", "PriorAudit", "ModelAudit", "encode_all", "audit_posteriors", "audit_model"]
 
 def stream(seed: int, purpose: int) -> np.random.Generator:
-    """An independent random stream of a run: 0 KL side, 1 reconstruction, 2 bootstrap."""
+    """An independent random stream of a run: 0 KL side, 1 reconstruction, 2 bootstrap,
+    3 the pairwise-interaction pass of the bootstrap."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(purpose,)))
 
 
@@ -62,6 +64,9 @@ class AuditSettings:
     marginal_samples: int = 2048
     form: Form = "gemm64"
     batch_size: int = 1000
+    target_se: float | None = None
+    max_seconds: float | None = None
+    max_samples_per_point: int | None = None
 
     def as_attrs(self) -> dict[str, Any]:
         return {
@@ -71,6 +76,15 @@ class AuditSettings:
             "variance_points": self.variance_points,
             "marginal_samples": self.marginal_samples,
             "pairwise_form": self.form,
+            **(
+                {}
+                if self.target_se is None
+                else {
+                    "target_se": float(self.target_se),
+                    "max_seconds": float(self.max_seconds) if self.max_seconds is not None else -1.0,
+                    "max_samples_per_point": int(self.max_samples_per_point or -1),
+                }
+            ),
         }
 
 
@@ -83,6 +97,7 @@ class PriorAudit:
     kl: KLDecomposition
     reconstruction: TermEstimate
     elbo: TermEstimate
+    adaptive: AdaptiveRecord | None = None
 
     def terms(self) -> dict[str, TermEstimate]:
         out = {"reconstruction": self.reconstruction, "elbo": self.elbo}
@@ -255,6 +270,22 @@ def audit_posteriors(
     """Decompose the ELBO of fixed posteriors under each of several priors."""
     recon = reconstruction or TermEstimate.not_evaluated("no decoder or reconstruction samples")
     out = {}
+    if settings.target_se is not None:
+        kls, record = decompose_priors_to_target(
+            q,
+            priors,
+            target_se=settings.target_se,
+            seed=settings.seed,
+            max_seconds=settings.max_seconds,
+            max_samples_per_point=_draw_budget(settings),
+            samples_per_sweep=settings.samples_per_point,
+            variance_points=settings.variance_points,
+            marginal_samples=settings.marginal_samples,
+            form=settings.form,
+        )
+        for name, kl in kls.items():
+            out[name] = PriorAudit(name, kl, recon, _elbo(recon, kl.avg_kl), record)
+        return out
     for name, prior in priors.items():
         kl = decompose_kl(
             q,
@@ -303,7 +334,20 @@ def audit_model(
             f"{model.prior.n_latent}"
         )
     recon = None
-    if model.decoder is not None:
+    attrs = dict(model.attrs)
+    if model.decoder is not None and settings.target_se is not None:
+        decoder = model.decoder
+        recon, record = estimate_to_target(
+            lambda rng, k: reconstruction_term(decoder, x, q, rng, k, settings.batch_size, model.name),
+            target_se=settings.target_se,
+            seed=settings.seed,
+            purpose=1,
+            samples_per_sweep=settings.reconstruction_samples,
+            max_seconds=settings.max_seconds,
+            max_samples_per_point=_draw_budget(settings),
+        )
+        attrs["adaptive_reconstruction"] = record.as_attrs(prefix="")
+    elif model.decoder is not None:
         recon = reconstruction_term(
             model.decoder,
             x,
@@ -318,4 +362,11 @@ def audit_model(
         extra_priors = extra_priors(q)
     priors.update(extra_priors or {})
     by_prior = audit_posteriors(q, priors, recon, settings)
-    return ModelAudit(model.name, model.adapter, q.n_points, q.n_latent, by_prior, q, dict(model.attrs))
+    return ModelAudit(model.name, model.adapter, q.n_points, q.n_latent, by_prior, q, attrs)
+
+
+def _draw_budget(settings: AuditSettings) -> int | None:
+    """Draws per data point allowed to an adaptive run (1024 when no budget is given)."""
+    if settings.max_samples_per_point is None and settings.max_seconds is None:
+        return 1024
+    return settings.max_samples_per_point

@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--marginal-samples", type=int, metavar="M", help="outer samples for total_correlation, dimwise_kl (default 2048)")
     est.add_argument("--bootstrap", type=int, metavar="B", help="bootstrap resamples, 0 for none (default 1000)")
     est.add_argument("--confidence", type=float, metavar="LEVEL", help="confidence level (default 0.95)")
+    est.add_argument(
+        "--ci-method", choices=("bca", "percentile", "basic", "normal"),
+        help="bootstrap interval (default bca; see docs/uncertainty.md)",
+    )
+    est.add_argument(
+        "--no-interaction-adjust", action="store_true",
+        help="skip the pairwise-interaction adjustment of the bootstrap (faster; undercovers "
+        "index_code_mi with sharp posteriors)",
+    )
+    est.add_argument("--target-se", type=float, metavar="NATS", help="keep drawing until every Monte Carlo se is below this")
+    est.add_argument("--max-seconds", type=float, help="time budget of --target-se")
+    est.add_argument("--max-samples-per-point", type=int, metavar="K", help="draw budget of --target-se (default 1024)")
     est.add_argument("--batch-size", type=int, help="data points per model call (default 1000)")
     est.add_argument("--device", help="cpu, cuda, cuda:1, ... (for adapters that use one)")
     out = run.add_argument_group("output")

@@ -39,7 +39,7 @@ class Row:
     ses: dict[str, float]
     cis: dict[str, tuple[float, float]]
     reps: dict[str, np.ndarray]
-    pairing_key: tuple[str, int, int]
+    pairing_key: tuple[str, int, int, str]
 
 
 def load_rows(paths: list[str]) -> list[Row]:
@@ -59,6 +59,7 @@ def load_rows(paths: list[str]) -> list[Row]:
                 str(root.attrs.get("dataset_sha256", "")),
                 int(root.attrs.get("seed", -1)),
                 int(root.attrs.get("n_resamples", 0)),
+                str(root.attrs.get("bootstrap_scheme", "")),
             )
             for model in root["model"].values:
                 for prior in root["prior"].values:

@@ -31,9 +31,15 @@ Example::
     marginal_samples = 2048
     batch_size = 1000
 
+    target_se = 0.01            # optional: draw until every Monte Carlo se is below
+    max_seconds = 600           #   this, within a time and/or draw budget
+    max_samples_per_point = 64
+
     [bootstrap]
     resamples = 1000
     confidence = 0.95
+    method = "bca"              # or percentile, basic, normal
+    interaction_adjust = true
 
     [report]
     out = "elbo-audit-report.nc"
@@ -93,8 +99,13 @@ class RunConfig:
     reconstruction_samples: int = 2
     marginal_samples: int = 2048
     batch_size: int = 1000
+    target_se: float | None = None
+    max_seconds: float | None = None
+    max_samples_per_point: int | None = None
     resamples: int = 1000
     confidence: float = 0.95
+    ci_method: str = "bca"
+    interaction_adjust: bool = True
     out: str = "elbo-audit-report.nc"
     pointwise: bool = False
     gates: list[str] = field(default_factory=list)
@@ -111,8 +122,13 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "seed": (int, "seed"), "samples_per_point": (int, "samples_per_point"),
         "reconstruction_samples": (int, "reconstruction_samples"),
         "marginal_samples": (int, "marginal_samples"), "batch_size": (int, "batch_size"),
+        "target_se": (_NUM, "target_se"), "max_seconds": (_NUM, "max_seconds"),
+        "max_samples_per_point": (int, "max_samples_per_point"),
     },
-    "bootstrap": {"resamples": (int, "resamples"), "confidence": (_NUM, "confidence")},
+    "bootstrap": {
+        "resamples": (int, "resamples"), "confidence": (_NUM, "confidence"),
+        "method": (str, "ci_method"), "interaction_adjust": (bool, "interaction_adjust"),
+    },
     "report": {"out": (str, "out"), "pointwise": (bool, "pointwise"), "gates": (list, "gates")},
 }
 _MODEL_KEYS: dict[str, type | tuple[type, ...]] = {

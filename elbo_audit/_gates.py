@@ -94,7 +94,7 @@ class Baseline:
     path: str
 
     def paired_with(self, ds: xr.Dataset) -> bool:
-        keys = ("dataset_sha256", "seed", "n_resamples")
+        keys = ("dataset_sha256", "seed", "n_resamples", "bootstrap_scheme")
         return all(str(self.root.attrs.get(k)) == str(ds.attrs.get(k)) for k in keys)
 
 

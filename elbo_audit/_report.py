@@ -20,8 +20,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._audit import AuditSettings, ModelAudit
-from ._bootstrap import BootstrapPlan, percentile_interval, replicates
+from ._audit import AuditSettings, ModelAudit, stream
+from ._bootstrap import (
+    CI_METHODS,
+    BootstrapPlan,
+    interaction_adjusted_terms,
+    mixture_interaction,
+    replicates_many,
+    term_acceleration,
+    term_interval,
+)
 from ._errors import UsageError
 
 __all__ = ["TERMS", "LONG_NAMES", "SCHEMA_VERSION", "build_report", "write_report"]
@@ -71,6 +79,8 @@ def build_report(
     prior_families: Mapping[tuple[str, str], str] | None = None,
     n_resamples: int = 1000,
     confidence_level: float = 0.95,
+    ci_method: str = "bca",
+    interaction_adjust: bool = True,
     pointwise: bool = False,
     title: str = "elbo-audit report",
     history: str = "",
@@ -91,6 +101,12 @@ def build_report(
     n_resamples : int
         Bootstrap replicates (0 disables the data intervals).
     confidence_level : float
+    ci_method : {"bca", "percentile", "basic", "normal"}
+        How ``<term>_ci`` is computed from the replicates (docs/uncertainty.md).
+    interaction_adjust : bool
+        Adjust the bootstrap contributions of ``index_code_mi`` and
+        ``marginal_kl`` for the pairwise interaction through q(z) (one extra
+        O(N^2 D) pass per model; see :func:`elbo_audit._bootstrap.interaction_adjusted_terms`).
     pointwise : bool
         Whether to store per-datapoint contributions in ``/pointwise``.
 
@@ -109,6 +125,8 @@ def build_report(
     priors: list[str] = []
     for a in audits:
         priors += [p for p in a.by_prior if p not in priors]
+    if ci_method not in CI_METHODS:
+        raise UsageError(f"unknown CI method {ci_method!r}; choose from {', '.join(CI_METHODS)}")
     plan = BootstrapPlan.draw(n, n_resamples, settings.seed) if n_resamples > 0 else None
 
     shape = (len(models), len(priors))
@@ -116,22 +134,47 @@ def build_report(
     ses = {t: np.full(shape, np.nan) for t in TERMS}
     cis = {t: np.full(shape + (2,), np.nan) for t in TERMS}
     reps = {t: np.full(shape + (n_resamples,), np.nan) for t in TERMS}
+    accel = {t: np.full(shape, np.nan) for t in TERMS}
+    cells: list[tuple[int, int, str, Any]] = []  # bootstrapped in one pass over the plan
+    adaptive: dict[str, dict[str, Any]] = {}
     points = {t: np.full(shape + (n,), np.nan) for t in TERMS} if pointwise else {}
     family = np.full(shape, "", dtype=object)
     for i, a in enumerate(audits):
+        interaction = None
+        if plan is not None and interaction_adjust:
+            interaction = mixture_interaction(a.posteriors, rng=stream(settings.seed, 3), form=settings.form)
         for j, p in enumerate(priors):
             if p not in a.by_prior:
                 continue
             family[i, j] = (prior_families or {}).get((a.model, p), p)
-            for t, est in a.by_prior[p].terms().items():
+            pa = a.by_prior[p]
+            if pa.adaptive is not None:
+                adaptive.setdefault(a.model, {})[p] = {
+                    "sweeps": pa.adaptive.sweeps,
+                    "samples_per_point": pa.adaptive.samples_per_point,
+                    "reached": int(pa.adaptive.reached),
+                    "stopped_by": pa.adaptive.stopped_by,
+                    "seconds": round(pa.adaptive.seconds, 3),
+                    "achieved_se": pa.adaptive.achieved_se.get(p, {}),
+                }
+            terms = pa.terms()
+            boot = terms
+            if interaction is not None:
+                aggregate = family[i, j] == "aggregate_posterior"
+                boot = interaction_adjusted_terms(terms, interaction, prior_is_aggregate=aggregate)
+            for t, est in terms.items():
                 values[t][i, j] = est.value
                 ses[t][i, j] = est.se
                 if plan is not None:
-                    r = replicates(est, plan)
-                    reps[t][i, j] = r
-                    cis[t][i, j] = percentile_interval(r, confidence_level)
+                    cells.append((i, j, t, boot[t]))
                 if pointwise and est.pointwise is not None and est.index is None:
                     points[t][i, j] = est.pointwise
+    if plan is not None and cells:
+        all_reps = replicates_many([c[3] for c in cells], plan)
+        for (i, j, t, est), r in zip(cells, all_reps):
+            reps[t][i, j] = r
+            cis[t][i, j] = term_interval(est, r, confidence_level, ci_method, n_points=n)
+            accel[t][i, j] = term_acceleration(est, n)
 
     dims = ("model", "prior")
     data: dict[str, Any] = {}
@@ -149,7 +192,7 @@ def build_report(
             {
                 "units": "nat",
                 "long_name": f"{confidence_level:.0%} bootstrap interval of {t} over data points",
-                "ci_method": "percentile",
+                "ci_method": ci_method,
             },
         )
     data["log_n"] = (("model",), np.array([a.log_n for a in audits]), {"units": "nat", "long_name": LONG_NAMES["log_n"]})
@@ -177,11 +220,19 @@ def build_report(
             "dataset_size": int(dataset.get("size", n)),
             "n_points": int(n),
             "confidence_level": float(confidence_level),
-            "ci_method": "percentile bootstrap over per-datapoint contributions, q(z) held fixed",
+            "ci_method": ci_method,
+            "bootstrap_scheme": (
+                "paired bootstrap over per-datapoint contributions, q(z) held fixed; counts in blocks of 32 "
+                "from SeedSequence(seed, spawn_key=(2, block))"
+                + ("; index_code_mi and marginal_kl adjusted for the pairwise interaction" if interaction_adjust else "")
+            ),
+            "interaction_adjust": int(interaction_adjust),
             "n_resamples": int(n_resamples),
             **settings.as_attrs(),
         }
     )
+    if adaptive:
+        root.attrs["adaptive"] = json.dumps(adaptive, sort_keys=True)
     for key, value in (extra_attrs or {}).items():
         root.attrs[key] = _attr(value)
     tree = {"/": root}
@@ -189,6 +240,12 @@ def build_report(
         t: (("model", "prior", "replicate"), reps[t], {"units": "nat", "long_name": f"bootstrap replicates of {t}"})
         for t in TERMS
     }
+    for t in TERMS:
+        rep_vars[f"{t}_acceleration"] = (
+            ("model", "prior"),
+            accel[t],
+            {"long_name": f"BCa acceleration of {t} (jackknife of its bootstrapped contributions)"},
+        )
     tree["/replicates"] = xr.Dataset(
         rep_vars, coords={"model": models, "prior": priors, "replicate": np.arange(n_resamples)}
     )

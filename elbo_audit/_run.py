@@ -32,6 +32,8 @@ _OVERRIDES = {
     "reconstruction_samples": "reconstruction_samples", "marginal_samples": "marginal_samples",
     "batch_size": "batch_size", "bootstrap": "resamples", "confidence": "confidence", "out": "out",
     "binarize": "binarize", "limit": "limit", "posteriors": "posteriors",
+    "ci_method": "ci_method", "target_se": "target_se", "max_seconds": "max_seconds",
+    "max_samples_per_point": "max_samples_per_point",
 }
 
 
@@ -121,6 +123,8 @@ def merge_args(args: argparse.Namespace) -> RunConfig:
         cfg.priors = [_parse_prior_option(p) for p in args.prior]
     if args.pointwise:
         cfg.pointwise = True
+    if args.no_interaction_adjust:
+        cfg.interaction_adjust = False
     cfg.gates = [*cfg.gates, *args.gate]
     return cfg
 
@@ -133,6 +137,17 @@ def _settings(cfg: RunConfig) -> AuditSettings:
         raise UsageError(f"bootstrap resamples must be >= 0, got {cfg.resamples}")
     if not 0.0 < cfg.confidence < 1.0:
         raise UsageError(f"confidence must be between 0 and 1, got {cfg.confidence}")
+    if cfg.ci_method not in ("bca", "percentile", "basic", "normal"):
+        raise UsageError(f"bootstrap method {cfg.ci_method!r}: expected bca, percentile, basic or normal")
+    if cfg.target_se is not None and cfg.target_se <= 0:
+        raise UsageError(f"target_se must be positive, got {cfg.target_se}")
+    if cfg.max_seconds is not None and cfg.max_seconds <= 0:
+        raise UsageError(f"max_seconds must be positive, got {cfg.max_seconds}")
+    if cfg.max_samples_per_point is not None and cfg.max_samples_per_point < cfg.samples_per_point:
+        raise UsageError(
+            f"max_samples_per_point ({cfg.max_samples_per_point}) must be at least "
+            f"samples_per_point ({cfg.samples_per_point})"
+        )
     if cfg.limit is not None and cfg.limit < 2:
         raise UsageError(f"limit must be at least 2 data points, got {cfg.limit}")
     return AuditSettings(
@@ -141,6 +156,9 @@ def _settings(cfg: RunConfig) -> AuditSettings:
         reconstruction_samples=cfg.reconstruction_samples,
         marginal_samples=cfg.marginal_samples,
         batch_size=cfg.batch_size,
+        target_se=cfg.target_se,
+        max_seconds=cfg.max_seconds,
+        max_samples_per_point=cfg.max_samples_per_point,
     )
 
 
@@ -263,6 +281,8 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         prior_families=families,
         n_resamples=cfg.resamples,
         confidence_level=cfg.confidence,
+        ci_method=cfg.ci_method,
+        interaction_adjust=cfg.interaction_adjust,
         pointwise=cfg.pointwise,
         history=command,
         extra_attrs=extra,
