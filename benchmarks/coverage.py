@@ -26,7 +26,7 @@ N points from G and runs the audit's estimators on it. Two truths are used:
 Methods compared (nominal 95%): ``pct`` and ``bca`` (the paired bootstrap of
 per-datapoint contributions with q(z) fixed, 1000 replicates), ``pct+i`` and
 ``bca+i`` (the same with the pairwise-interaction adjustment of
-index_code_mi/marginal_kl, :func:`elbo_audit._bootstrap.interaction_adjusted_terms`),
+index_code_mi/marginal_kl, :func:`elbo_audit._interaction.interaction_adjusted_terms`),
 ``naive`` (percentile interval of the naive bootstrap that resamples the
 mixture components of q(z), 200 replicates), ``mc1`` (value +- 1.96 se of one
 run) and ``mc2`` (two pooled sweeps, :mod:`elbo_audit._adaptive`).
@@ -51,13 +51,15 @@ import numpy as np  # noqa: E402
 
 from elbo_audit._adaptive import merge_decompositions, sweep_rng  # noqa: E402
 from elbo_audit._bootstrap import (  # noqa: E402
-    HOEFFDING_GAMMA,
     BootstrapPlan,
-    interaction_adjusted_terms,
     mc_interval,
-    mixture_interaction,
     replicates_many,
     term_interval,
+)
+from elbo_audit._interaction import (  # noqa: E402
+    HOEFFDING_GAMMA,
+    interaction_adjusted_terms,
+    mixture_interaction,
 )
 from elbo_audit._estimators import decompose_kl  # noqa: E402
 from elbo_audit._families import DiagonalGaussian  # noqa: E402
