@@ -27,11 +27,12 @@ from ._estimators import (
     marginal_kl,
     total_correlation,
 )
-from ._families import DiagonalGaussian
+from ._families import POSTERIOR_PARAMS, DiagonalGaussian, posterior_from_params
 from ._mc import TermEstimate
 from ._pairwise import log_mixture_density, log_mixture_marginals
 from ._priors import (
     DiagonalGaussianPrior,
+    LazyStandardNormal,
     MixtureOfGaussians,
     StandardNormal,
     aggregate_posterior_prior,
@@ -49,7 +50,10 @@ __all__ = [
     "Prior",
     "AuditModel",
     "DiagonalGaussian",
+    "POSTERIOR_PARAMS",
+    "posterior_from_params",
     "StandardNormal",
+    "LazyStandardNormal",
     "DiagonalGaussianPrior",
     "MixtureOfGaussians",
     "vamp_prior",

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, final
+from typing import Any, ClassVar, final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ._errors import DataError
+from ._errors import DataError, ModelError
 
-__all__ = ["DiagonalGaussian", "LOG_2PI"]
+__all__ = ["DiagonalGaussian", "LOG_2PI", "POSTERIOR_PARAMS", "posterior_from_params"]
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+#: What the second parameter of an encoder's ``(mean, second)`` output may be.
+POSTERIOR_PARAMS = ("log_var", "log_std", "std", "var")
 
 
 def _first_bad_rows(mask: NDArray[np.bool_], limit: int = 5) -> str:
@@ -160,3 +163,117 @@ class DiagonalGaussian:
         m = np.broadcast_to(np.asarray(prior_mean, np.float64), (self.n_latent,))
         quad = (self.std**2 + (self.mean - m) ** 2) / (s**2)
         return np.sum(np.log(s)) + 0.5 * self.n_latent * LOG_2PI + 0.5 * np.sum(quad, axis=1)
+
+
+def _rows_of(
+    part: NDArray[Any] | list[NDArray[Any]],
+) -> NDArray[np.float64] | list[NDArray[np.float64]]:
+    if isinstance(part, list):
+        return [np.asarray(c, dtype=np.float64) for c in part]
+    return np.asarray(part, dtype=np.float64)
+
+
+def posterior_from_params(
+    mean: NDArray[Any] | list[NDArray[Any]],
+    second: NDArray[Any] | list[NDArray[Any]],
+    kind: str,
+    where: str,
+    batch_size: int,
+    *,
+    producer: str = "encoder",
+    source: str | None = None,
+) -> DiagonalGaussian:
+    """Check what an encoder returned for a batch and turn it into posteriors.
+
+    The one place where adapters (PyTorch, JAX, ...) validate the encoder's
+    output, so that every framework reports a bad encoder in the same words:
+    shapes, NaN or infinite values (naming the rows), non-positive scales,
+    and scales that under- or overflow when converted to standard deviations.
+
+    Parameters
+    ----------
+    mean : ndarray, shape (B, D), or list of ndarray
+        Posterior means of the batch; a list holds the row blocks of
+        successive chunks (as an adapter collects them) and is concatenated
+        (a list is always read as blocks: give one batch as an array).
+    second : ndarray, shape (B, D), or list of ndarray
+        The second parameter of each posterior, as named by ``kind``; a list
+        is concatenated like ``mean``.
+    kind : {"log_var", "log_std", "std", "var"}
+        What ``second`` holds (one of :data:`POSTERIOR_PARAMS`).
+    where : str
+        Prefix of every error message, e.g. ``"model 'm' (torch adapter)"``.
+    batch_size : int
+        B, the number of data points the encoder was given.
+    producer : str, default "encoder"
+        What returned the parameters, as error messages name it
+        (``"encoder"``, ``"encode_fn"``, ...).
+    source : str, optional
+        ``source`` of the returned posteriors; ``where`` by default.
+
+    Returns
+    -------
+    DiagonalGaussian
+        Posteriors with ``mean`` and the standard deviations implied by
+        ``second``, in float64.
+
+    Raises
+    ------
+    ModelError
+        The parameters have the wrong shapes, hold NaN or infinite values,
+        a ``std`` or ``var`` is not positive, or the standard deviation
+        under- or overflows float64.
+    ValueError
+        ``kind`` is not one of :data:`POSTERIOR_PARAMS` (a bug of the caller).
+    """
+    if kind not in POSTERIOR_PARAMS:
+        raise ValueError(f"kind={kind!r}; expected one of {', '.join(POSTERIOR_PARAMS)}")
+    b = int(batch_size)
+    of_batch = f"of a batch of {b} data points"
+    m, s = _rows_of(mean), _rows_of(second)
+    if isinstance(m, list) or isinstance(s, list):
+        blocks_m = m if isinstance(m, list) else [m]
+        blocks_s = s if isinstance(s, list) else [s]
+        try:
+            m, s = np.concatenate(blocks_m), np.concatenate(blocks_s)
+        except ValueError:
+            shapes = sorted({a.shape for a in blocks_m} | {a.shape for a in blocks_s})
+            raise ModelError(
+                f"{where}: {producer} returned posterior parameters of shapes {shapes} "
+                f"for a batch of {b} data points; expected ({b}, D)"
+            ) from None
+    if m.ndim != 2 or m.shape[0] != b:
+        raise ModelError(
+            f"{where}: {producer} returned posterior means of shape {m.shape} for a "
+            f"batch of {b} data points; expected ({b}, D)"
+        )
+    if s.shape != m.shape:
+        raise ModelError(f"{where}: {producer} returned mean {m.shape} but {kind} {s.shape}")
+    for label, arr in (("mean", m), (kind, s)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise ModelError(
+                f"{where}: {producer} returned NaN or infinite posterior {label} at rows "
+                f"{_first_bad_rows(bad)} {of_batch}"
+            )
+    if kind in ("std", "var") and (s <= 0).any():
+        raise ModelError(
+            f"{where}: {producer} returned non-positive posterior {kind} at rows "
+            f"{_first_bad_rows(s <= 0)} {of_batch}"
+        )
+    with np.errstate(over="ignore", under="ignore"):
+        if kind == "log_var":
+            std = np.exp(0.5 * s)
+        elif kind == "log_std":
+            std = np.exp(s)
+        elif kind == "var":
+            std = np.sqrt(s)
+        else:
+            std = s
+    bad = ~(np.isfinite(std) & (std > 0))
+    if bad.any():
+        raise ModelError(
+            f"{where}: posterior std from the {producer}'s {kind} under- or overflows "
+            f"at rows {_first_bad_rows(bad)} {of_batch}"
+        )
+    return DiagonalGaussian(m, std, where if source is None else source)

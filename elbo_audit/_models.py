@@ -16,14 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._artifacts import PICKLE_SUFFIXES
 from ._errors import AuditError, ModelError, UnsafeArtifactError, UsageError
 from ._plugins import PluginHost
 from ._protocols import AuditModel
 from .hookspecs import AdapterInfo, ModelRef
 
 __all__ = ["PICKLE_SUFFIXES", "sha256_file", "resolve_factory", "load_model"]
-
-PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle")
 
 
 def sha256_file(path: Path) -> str:

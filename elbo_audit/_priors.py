@@ -11,18 +11,20 @@ aggregate posterior q(z) is a uniform mixture of all N posteriors: both are
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ._errors import DataError
+from ._errors import DataError, ModelError
 from ._families import LOG_2PI, DiagonalGaussian
 from ._pairwise import log_mixture_density, log_mixture_marginals
 
 __all__ = [
     "StandardNormal",
+    "LazyStandardNormal",
     "DiagonalGaussianPrior",
     "MixtureOfGaussians",
     "vamp_prior",
@@ -82,6 +84,61 @@ def StandardNormal(n_latent: int) -> DiagonalGaussianPrior:  # noqa: N802 - a co
     if n_latent < 1:
         raise DataError(f"standard normal prior: need at least one latent, got {n_latent}")
     return DiagonalGaussianPrior(np.zeros(n_latent), np.ones(n_latent), name="standard_normal")
+
+
+@final
+class LazyStandardNormal:
+    """N(0, I) whose dimension is read when it is first needed.
+
+    For adapters that learn the latent dimension D only when the encoder has
+    run; every method builds :func:`StandardNormal` of the D known by then.
+
+    Parameters
+    ----------
+    latent_size : callable
+        ``latent_size()`` returns D, or None while it is unknown.
+    where : str
+        Prefix of the error message when D is still unknown.
+    hint : str
+        How to give D up front, e.g. ``"give TorchVAE(latent_dim=...)"``.
+
+    Raises
+    ------
+    ModelError
+        From every method, while ``latent_size()`` returns None.
+    """
+
+    name: ClassVar[str] = "standard_normal"
+    factorised: ClassVar[bool] = True
+
+    def __init__(self, latent_size: Callable[[], int | None], where: str, hint: str) -> None:
+        self._latent_size = latent_size
+        self._where = where
+        self._hint = hint
+
+    def _prior(self) -> DiagonalGaussianPrior:
+        d = self._latent_size()
+        if d is None:
+            raise ModelError(
+                f"{self._where}: the latent size is unknown until the encoder has run; {self._hint}"
+            )
+        return StandardNormal(d)
+
+    @property
+    def n_latent(self) -> int:
+        return int(self._prior().n_latent)
+
+    def log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self._prior().log_prob(z)
+
+    def marginal_log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self._prior().marginal_log_prob(z)
+
+    def sample(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
+        return self._prior().sample(rng, n)
+
+    def cross_entropy(self, q: DiagonalGaussian) -> NDArray[np.float64]:
+        return self._prior().cross_entropy(q)
 
 
 @final

@@ -27,11 +27,13 @@ from elbo_audit import (
     AuditModel,
     DiagonalGaussian,
     DiagonalGaussianPrior,
+    LazyStandardNormal,
     MixtureOfGaussians,
     ModelError,
     ModelRef,
     StandardNormal,
     UsageError,
+    posterior_from_params,
     vamp_prior,
 )
 from elbo_audit import Prior as CorePrior
@@ -240,52 +242,11 @@ class JaxEncoder:
                 mean, second = self._parts(self.params, xb)
                 means.append(_np64(mean)[:m])
                 seconds.append(_np64(second)[:m])
-        try:
-            mean, second = np.concatenate(means), np.concatenate(seconds)
-        except ValueError:
-            shapes = sorted({m.shape for m in means} | {s.shape for s in seconds})
-            raise ModelError(
-                f"{self.ctx.where()}: encode_fn returned posterior parameters of shapes {shapes} "
-                f"for a batch of {b} data points; expected ({b}, D)"
-            ) from None
-        if mean.ndim != 2 or mean.shape[0] != b:
-            raise ModelError(
-                f"{self.ctx.where()}: encode_fn returned posterior means of shape {mean.shape} for a "
-                f"batch of {b} data points; expected ({b}, D)"
-            )
-        if second.shape != mean.shape:
-            raise ModelError(
-                f"{self.ctx.where()}: encode_fn returned mean {mean.shape} but {kind} {second.shape}"
-            )
-        for label, arr in (("mean", mean), (kind, second)):
-            bad = ~np.isfinite(arr)
-            if bad.any():
-                raise ModelError(
-                    f"{self.ctx.where()}: encode_fn returned NaN or infinite posterior {label} at "
-                    f"rows {_rows(bad)} of a batch of {b} data points"
-                )
-        if kind in ("std", "var") and (second <= 0).any():
-            raise ModelError(
-                f"{self.ctx.where()}: encode_fn returned non-positive posterior {kind} at rows "
-                f"{_rows(second <= 0)} of a batch of {b} data points"
-            )
-        self.ctx.bind_latent(mean.shape[1])
-        with np.errstate(over="ignore", under="ignore"):
-            if kind == "log_var":
-                std = np.exp(0.5 * second)
-            elif kind == "log_std":
-                std = np.exp(second)
-            elif kind == "var":
-                std = np.sqrt(second)
-            else:
-                std = second
-        bad = ~(np.isfinite(std) & (std > 0))
-        if bad.any():
-            raise ModelError(
-                f"{self.ctx.where()}: posterior std from the encode_fn's {kind} under- or overflows "
-                f"at rows {_rows(bad)} of a batch of {b} data points"
-            )
-        q = DiagonalGaussian(mean, std, f"model {self.ctx.name!r}")
+        q = posterior_from_params(
+            means, seconds, kind, self.ctx.where(), b, producer="encode_fn",
+            source=f"model {self.ctx.name!r}",
+        )
+        self.ctx.bind_latent(q.n_latent)
         return q
 
 
@@ -452,40 +413,6 @@ class JaxDecoder:
 # ----------------------------------------------------------------------------- priors
 
 
-class _LazyStandardNormal:
-    """N(0, I) whose dimension is read from the encoder when not known up front."""
-
-    name = "standard_normal"
-    factorised = True
-
-    def __init__(self, ctx: _Context) -> None:
-        self.ctx = ctx
-
-    def _prior(self) -> Any:
-        if self.ctx.n_latent is None:
-            raise ModelError(
-                f"{self.ctx.where()}: the latent size is unknown until the encoder has run; "
-                "give JaxVAE(latent_dim=...)"
-            )
-        return StandardNormal(self.ctx.n_latent)
-
-    @property
-    def n_latent(self) -> int:
-        return int(self._prior().n_latent)
-
-    def log_prob(self, z: np.ndarray) -> np.ndarray:
-        return self._prior().log_prob(z)
-
-    def marginal_log_prob(self, z: np.ndarray) -> np.ndarray:
-        return self._prior().marginal_log_prob(z)
-
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return self._prior().sample(rng, n)
-
-    def cross_entropy(self, q: DiagonalGaussian) -> np.ndarray:
-        return self._prior().cross_entropy(q)
-
-
 class JaxFunctionPrior:
     """A prior given by a JAX log-density ``log_prob_fn(params, z)`` (see :class:`JaxPrior`)."""
 
@@ -564,7 +491,9 @@ def build_prior(prior: Any, params: Any, ctx: _Context, encoder: JaxEncoder) -> 
     """Turn what the spec says about the prior into a core :class:`elbo_audit.Prior`."""
     where = ctx.where()
     if prior is None or prior == "standard_normal":
-        return StandardNormal(ctx.n_latent) if ctx.n_latent is not None else _LazyStandardNormal(ctx)
+        if ctx.n_latent is not None:
+            return StandardNormal(ctx.n_latent)
+        return LazyStandardNormal(lambda: ctx.n_latent, where, "give JaxVAE(latent_dim=...)")
     if isinstance(prior, str):
         raise UsageError(f"{where}: unknown prior {prior!r}")
     if isinstance(prior, GaussianPrior):

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from elbo_audit import POSTERIOR_PARAMS  # what the second part of a (mean, second) output may be
+
 __all__ = [
     "JaxVAE",
     "JaxPrior",
@@ -18,9 +20,6 @@ __all__ = [
 
 #: Names accepted by ``JaxVAE(likelihood=...)``.
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "categorical", "normal")
-
-#: What the second array of an ``(mean, second)`` encoder output is.
-POSTERIOR_PARAMS = ("log_var", "log_std", "std", "var")
 
 #: An array, or a dotted key path (``"prior.mean"``) into the params pytree.
 ParamRef = Any

@@ -8,13 +8,13 @@ attribute names and sequence indices with dots: ``{"encoder": {"hidden":
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from elbo_audit import ModelError, UnsafeArtifactError, UsageError
+from elbo_audit._artifacts import PICKLE_SUFFIXES, misfit, read_npz
 
 __all__ = [
     "read_flat",
@@ -59,16 +59,8 @@ def read_flat(path: Path) -> dict[str, np.ndarray]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(f"cannot read {path} as safetensors: {exc}") from exc
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                return {k: np.array(npz[k]) for k in npz.files}
-        except ValueError as exc:
-            if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-                raise _unsafe(path, "it holds object arrays (pickles)") from None
-            raise ModelError(f"cannot read {path} as .npz: {exc}") from exc
-        except (OSError, zipfile.BadZipFile) as exc:
-            raise ModelError(f"cannot read {path} as .npz: {exc}") from exc
-    if suffix in (".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle", ".msgpack", ".ckpt"):
+        return read_npz(path, _unsafe)
+    if suffix in PICKLE_SUFFIXES + (".msgpack", ".ckpt"):
         if suffix == ".msgpack":
             raise UsageError(
                 f"{path}: flax msgpack files are not read; convert with "
@@ -126,30 +118,18 @@ def assign(params: Any, flat: dict[str, np.ndarray], path: Path) -> Any:
 
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
     names = [key_path(p) for p, _ in leaves]
-    missing = [n for n in names if n not in flat]
-    unexpected = sorted(set(flat) - set(names))
-    wrong = []
-    new = []
-    for (p, old), name in zip(leaves, names, strict=True):
-        if name not in flat:
-            continue
-        arr = np.asarray(flat[name])
-        old_shape = tuple(np.shape(old))
-        if arr.shape != old_shape:
-            wrong.append(f"{name} {arr.shape} (model {old_shape})")
-            continue
-        dtype = np.asarray(old).dtype if hasattr(old, "dtype") else arr.dtype
-        new.append(arr.astype(dtype, copy=False))
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: {', '.join(missing[:5])}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:5])}")
-        if wrong:
-            parts.append(f"wrong shape {len(wrong)}: {', '.join(wrong[:3])}")
+    problems = misfit(
+        {name: tuple(np.shape(old)) for (_, old), name in zip(leaves, names, strict=True)},
+        {k: np.shape(v) for k, v in flat.items()},
+    )
+    if problems:
         raise ModelError(
-            f"weights {path} do not fit the params ({'; '.join(parts)}); the params have keys "
+            f"weights {path} do not fit the params ({problems}); the params have keys "
             f"like {', '.join(names[:3])}"
         )
+    new = []
+    for (_, old), name in zip(leaves, names, strict=True):
+        arr = np.asarray(flat[name])
+        dtype = np.asarray(old).dtype if hasattr(old, "dtype") else arr.dtype
+        new.append(arr.astype(dtype, copy=False))
     return jax.tree_util.tree_unflatten(treedef, new)

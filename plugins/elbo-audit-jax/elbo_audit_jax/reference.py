@@ -30,25 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from elbo_audit._reference import reference_parameter_shapes
+
 from ._spec import JaxVAE
 
 __all__ = ["init_params", "make_functions", "mlp_vae", "parameter_shapes"]
 
 
-def parameter_shapes(x_dim: int, hidden: int, latent: int) -> dict[str, tuple[int, ...]]:
-    """The reference model's parameter names and shapes."""
-    return {
-        "encoder.hidden.weight": (hidden, x_dim),
-        "encoder.hidden.bias": (hidden,),
-        "encoder.mean.weight": (latent, hidden),
-        "encoder.mean.bias": (latent,),
-        "encoder.log_var.weight": (latent, hidden),
-        "encoder.log_var.bias": (latent,),
-        "decoder.hidden.weight": (hidden, latent),
-        "decoder.hidden.bias": (hidden,),
-        "decoder.logits.weight": (x_dim, hidden),
-        "decoder.logits.bias": (x_dim,),
-    }
+#: The reference model's parameter names and shapes: ``parameter_shapes(x_dim, hidden, latent)``.
+parameter_shapes = reference_parameter_shapes
 
 
 def init_params(

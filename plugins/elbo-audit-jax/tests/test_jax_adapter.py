@@ -9,6 +9,7 @@ import pytest
 from scipy import special, stats
 
 import elbo_audit as ea
+from elbo_audit import testing
 from elbo_audit_jax import (
     JaxVAE,
     claims,
@@ -51,15 +52,7 @@ def test_bernoulli_log_likelihood_matches_numpy(npref, ref_file, ref_weights, da
 
 def test_reconstruction_term_is_the_numpy_expectation(npref, ref_file, ref_weights, data):
     model = _ref_model(npref, ref_file, precision="float64")
-    seen = []
-    inner = model.decoder
-
-    class Recorder:
-        def log_likelihood(self, x, z):
-            seen.append((np.array(x), np.array(z)))
-            return inner.log_likelihood(x, z)
-
-    model.decoder = Recorder()
+    seen = testing.record_decoder_calls(model)
     audit = ea.audit_model(model, data, ea.AuditSettings(seed=3, reconstruction_samples=2))
     truth = np.concatenate([npref.bernoulli_loglik(ref_weights, x, z) for x, z in seen])
     assert truth.shape == (data.shape[0], 2)

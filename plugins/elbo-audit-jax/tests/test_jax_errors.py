@@ -60,13 +60,10 @@ def test_unknown_format_is_a_usage_error(tmp_path):
 
 
 def test_weights_that_do_not_fit(tmp_path, ref_weights):
-    from safetensors.numpy import save_file
-
     wrong = dict(ref_weights)
     wrong["encoder.extra"] = np.zeros(3)
     del wrong["decoder.logits.bias"]
-    path = tmp_path / "w.safetensors"
-    save_file({k: np.ascontiguousarray(v) for k, v in wrong.items()}, str(path))
+    path = testing.write_safetensors(wrong, tmp_path / "w.safetensors")
     with pytest.raises(ea.ModelError) as err:
         wrap(mlp_vae(64, 32, 4), ea.ModelRef("fit", weights=path))
     msg = _one_line(err.value)

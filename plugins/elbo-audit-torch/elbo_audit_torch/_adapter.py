@@ -26,10 +26,12 @@ from elbo_audit import (
     AuditError,
     AuditModel,
     DiagonalGaussian,
+    LazyStandardNormal,
     ModelError,
     ModelRef,
     StandardNormal,
     UsageError,
+    posterior_from_params,
     vamp_prior,
 )
 from elbo_audit import Prior as CorePrior
@@ -159,12 +161,6 @@ def full_precision(device: torch.device) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def _rows(mask: np.ndarray, limit: int = 5) -> str:
-    rows = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
-    more = f" and {rows.size - limit} more" if rows.size > limit else ""
-    return ", ".join(str(int(r)) for r in rows[:limit]) + more
-
-
 def _np64(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
 
@@ -215,52 +211,10 @@ class TorchEncoder:
                 mean, second, kind = self._params(out, xt.shape[0])
                 means.append(_np64(mean))
                 seconds.append(_np64(second))
-        try:
-            mean, second = np.concatenate(means), np.concatenate(seconds)
-        except ValueError:
-            shapes = sorted({m.shape for m in means} | {s.shape for s in seconds})
-            raise ModelError(
-                f"{self.ctx.where()}: encoder returned posterior parameters of shapes {shapes} "
-                f"for a batch of {b} data points; expected ({b}, D)"
-            ) from None
-        if mean.ndim != 2 or mean.shape[0] != b:
-            raise ModelError(
-                f"{self.ctx.where()}: encoder returned posterior means of shape {mean.shape} for a "
-                f"batch of {b} data points; expected ({b}, D)"
-            )
-        if second.shape != mean.shape:
-            raise ModelError(
-                f"{self.ctx.where()}: encoder returned mean {mean.shape} but {kind} {second.shape}"
-            )
-        for label, arr in (("mean", mean), (kind, second)):
-            bad = ~np.isfinite(arr)
-            if bad.any():
-                raise ModelError(
-                    f"{self.ctx.where()}: encoder returned NaN or infinite posterior {label} at rows "
-                    f"{_rows(bad)} of a batch of {b} data points"
-                )
-        if kind in ("std", "var") and (second <= 0).any():
-            raise ModelError(
-                f"{self.ctx.where()}: encoder returned non-positive posterior {kind} at rows "
-                f"{_rows(second <= 0)} of a batch of {b} data points"
-            )
-        self.ctx.bind_latent(mean.shape[1])
-        with np.errstate(over="ignore", under="ignore"):
-            if kind == "log_var":
-                std = np.exp(0.5 * second)
-            elif kind == "log_std":
-                std = np.exp(second)
-            elif kind == "var":
-                std = np.sqrt(second)
-            else:
-                std = second
-        bad = ~(np.isfinite(std) & (std > 0))
-        if bad.any():
-            raise ModelError(
-                f"{self.ctx.where()}: posterior std from the encoder's {kind} under- or overflows "
-                f"at rows {_rows(bad)} of a batch of {b} data points"
-            )
-        q = DiagonalGaussian(mean, std, f"model {self.ctx.name!r}")
+        q = posterior_from_params(
+            means, seconds, kind, self.ctx.where(), b, source=f"model {self.ctx.name!r}"
+        )
+        self.ctx.bind_latent(q.n_latent)
         return q
 
 
@@ -389,40 +343,6 @@ class TorchDecoder:
 
 
 # ----------------------------------------------------------------------------- priors
-
-
-class _LazyStandardNormal:
-    """N(0, I) whose dimension is read from the encoder when not known up front."""
-
-    name = "standard_normal"
-    factorised = True
-
-    def __init__(self, ctx: _Context) -> None:
-        self.ctx = ctx
-
-    def _prior(self) -> Any:
-        if self.ctx.n_latent is None:
-            raise ModelError(
-                f"{self.ctx.where()}: the latent size is unknown until the encoder has run; "
-                "give TorchVAE(latent_dim=...)"
-            )
-        return StandardNormal(self.ctx.n_latent)
-
-    @property
-    def n_latent(self) -> int:
-        return int(self._prior().n_latent)
-
-    def log_prob(self, z: np.ndarray) -> np.ndarray:
-        return self._prior().log_prob(z)
-
-    def marginal_log_prob(self, z: np.ndarray) -> np.ndarray:
-        return self._prior().marginal_log_prob(z)
-
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return self._prior().sample(rng, n)
-
-    def cross_entropy(self, q: DiagonalGaussian) -> np.ndarray:
-        return self._prior().cross_entropy(q)
 
 
 def _as_float64(dist: td.Distribution) -> td.Distribution:
@@ -643,7 +563,7 @@ def build_prior(prior: Any, ctx: _Context, encoder: TorchEncoder) -> Any:
     if prior is None or prior == "standard_normal":
         if ctx.n_latent is not None:
             return StandardNormal(ctx.n_latent)
-        return _LazyStandardNormal(ctx)
+        return LazyStandardNormal(lambda: ctx.n_latent, where, "give TorchVAE(latent_dim=...)")
     if isinstance(prior, str):
         raise UsageError(f"{where}: unknown prior {prior!r} (a torch distribution or 'standard_normal')")
     if isinstance(prior, VampPrior):

@@ -6,13 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from elbo_audit import POSTERIOR_PARAMS  # what the second part of a (mean, second) output may be
+
 __all__ = ["TorchVAE", "TorchPrior", "VampPrior", "LIKELIHOODS", "POSTERIOR_PARAMS"]
 
 #: Names accepted by ``TorchVAE(likelihood=...)`` for a decoder that returns a tensor.
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "categorical", "normal")
-
-#: What the second tensor of a ``(mean, second)`` encoder output is.
-POSTERIOR_PARAMS = ("log_var", "log_std", "std", "var")
 
 
 @dataclass

@@ -18,14 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from elbo_audit import ModelError, UnsafeArtifactError
+from elbo_audit._artifacts import PICKLE_SUFFIXES, misfit, read_npz
 
 __all__ = ["read_weights", "extract_state_dict", "load_into", "PICKLE_SUFFIXES"]
-
-PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle")
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 
 
@@ -90,15 +88,7 @@ def read_weights(path: Path, allow_unsafe: bool) -> Any:
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(f"cannot read {path} as safetensors: {exc}") from exc
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                return {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
-        except ValueError as exc:
-            if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-                raise _unsafe(path, "it holds object arrays (pickles)") from None
-            raise ModelError(f"cannot read {path} as .npz: {exc}") from exc
-        except (OSError, zipfile.BadZipFile) as exc:
-            raise ModelError(f"cannot read {path} as .npz: {exc}") from exc
+        return {k: torch.from_numpy(v) for k, v in read_npz(path, _unsafe).items()}
     return torch_load(path, allow_unsafe)
 
 
@@ -141,23 +131,14 @@ def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     """Load ``state`` into ``module`` strictly, with a one-line message on any mismatch."""
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (model {tuple(expected[k].shape)})"
-        for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: {', '.join(missing[:5])}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:5])}")
-        if wrong:
-            parts.append(f"wrong shape {len(wrong)}: {', '.join(wrong[:3])}")
+    problems = misfit(
+        {k: tuple(getattr(v, "shape", ())) for k, v in expected.items()},
+        {k: tuple(getattr(v, "shape", ())) for k, v in state.items()},
+        sort_missing=True,
+    )
+    if problems:
         raise ModelError(
-            f"weights {path} do not fit the model ({'; '.join(parts)}); the model expects keys "
+            f"weights {path} do not fit the model ({problems}); the model expects keys "
             f"like {', '.join(list(expected)[:3])}"
         )
     try:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from elbo_audit._reference import reference_parameter_shapes
+
 from ._spec import TorchVAE
 
 __all__ = ["MLPEncoder", "MLPDecoder", "MLPVAE", "mlp_vae", "PARAMETER_SHAPES"]
@@ -35,20 +37,8 @@ __all__ = ["MLPEncoder", "MLPDecoder", "MLPVAE", "mlp_vae", "PARAMETER_SHAPES"]
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
-def PARAMETER_SHAPES(x_dim: int, hidden: int, latent: int) -> dict[str, tuple[int, ...]]:  # noqa: N802
-    """The reference model's parameter names and shapes."""
-    return {
-        "encoder.hidden.weight": (hidden, x_dim),
-        "encoder.hidden.bias": (hidden,),
-        "encoder.mean.weight": (latent, hidden),
-        "encoder.mean.bias": (latent,),
-        "encoder.log_var.weight": (latent, hidden),
-        "encoder.log_var.bias": (latent,),
-        "decoder.hidden.weight": (hidden, latent),
-        "decoder.hidden.bias": (hidden,),
-        "decoder.logits.weight": (x_dim, hidden),
-        "decoder.logits.bias": (x_dim,),
-    }
+#: The reference model's parameter names and shapes: ``PARAMETER_SHAPES(x_dim, hidden, latent)``.
+PARAMETER_SHAPES = reference_parameter_shapes
 
 
 def _activation(name: str) -> nn.Module:

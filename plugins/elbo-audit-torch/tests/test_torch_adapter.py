@@ -10,6 +10,7 @@ from torch import distributions as td
 from torch import nn
 
 import elbo_audit as ea
+from elbo_audit import testing
 from elbo_audit_torch import TorchVAE, claims, elbo_audit_adapters, wrap
 from elbo_audit_torch.reference import PARAMETER_SHAPES, MLPVAE, mlp_vae
 
@@ -47,15 +48,7 @@ def test_bernoulli_log_likelihood_matches_numpy(npref, ref_file, ref_weights, da
 def test_reconstruction_term_is_the_numpy_expectation(npref, ref_file, ref_weights, data):
     """audit_model's reconstruction equals the mean of numpy log p(x|z) at the z the core drew."""
     model = _ref_model(npref, ref_file, dtype="float64")
-    seen = []
-    inner = model.decoder
-
-    class Recorder:
-        def log_likelihood(self, x, z):
-            seen.append((np.array(x), np.array(z)))
-            return inner.log_likelihood(x, z)
-
-    model.decoder = Recorder()
+    seen = testing.record_decoder_calls(model)
     audit = ea.audit_model(model, data, ea.AuditSettings(seed=3, reconstruction_samples=2))
     truth = np.concatenate([npref.bernoulli_loglik(ref_weights, x, z) for x, z in seen])
     assert truth.shape == (data.shape[0], 2)

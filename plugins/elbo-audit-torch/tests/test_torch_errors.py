@@ -10,6 +10,7 @@ from torch import nn
 
 import elbo_audit as ea
 import elbo_audit_torch
+from elbo_audit import testing
 from elbo_audit._models import load_model
 from elbo_audit._plugins import PluginHost
 from elbo_audit_torch import TorchVAE, wrap
@@ -109,13 +110,10 @@ def test_decoder_tensor_without_likelihood():
 
 
 def test_weights_that_do_not_fit(tmp_path, ref_weights):
-    from safetensors.numpy import save_file
-
     wrong = dict(ref_weights)
     wrong["encoder.extra"] = np.zeros(3)
     del wrong["decoder.logits.bias"]
-    path = tmp_path / "w.safetensors"
-    save_file({k: np.ascontiguousarray(v) for k, v in wrong.items()}, str(path))
+    path = testing.write_safetensors(wrong, tmp_path / "w.safetensors")
     with pytest.raises(ea.ModelError) as err:
         wrap(mlp_vae(64, 32, 4), ea.ModelRef("fit", weights=path))
     msg = _one_line(err.value)
