@@ -50,6 +50,15 @@ def read_npz(
         The file is not a readable ``.npz`` archive.
     """
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelError(f"cannot read {path} as .npz: {exc}") from exc
+    if magic[:1] == b"\x80":  # a pickle stream, whatever its name
+        raise refuse(path, "it is a pickle")
+    if magic != b"PK\x03\x04":
+        raise ModelError(f"cannot read {path} as .npz: not a zip archive")
+    try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: np.array(npz[k]) for k in npz.files}
     except ValueError as exc:

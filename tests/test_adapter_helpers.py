@@ -146,3 +146,22 @@ def test_numpy_reference_follows_the_documented_layout():
     z = np.zeros((10, 2, latent))
     assert ref.bernoulli_loglik(w, x, z).shape == (10, 2)
     assert set(np.unique(x)) <= {0.0, 1.0}
+
+
+def test_read_npz_tells_a_pickle_from_a_file_that_is_not_an_archive(tmp_path) -> None:
+    import pickle
+
+    from elbo_audit import ModelError, UnsafeArtifactError
+    from elbo_audit._artifacts import read_npz
+
+    def refuse(path, why):
+        return UnsafeArtifactError(f"{path}: {why}")
+
+    text = tmp_path / "notes.npz"
+    text.write_text("these are not weights")
+    with pytest.raises(ModelError, match="not a zip archive"):
+        read_npz(text, refuse)
+    pkl = tmp_path / "weights.npz"
+    pkl.write_bytes(pickle.dumps({"w": [1.0]}))
+    with pytest.raises(UnsafeArtifactError, match="is a pickle"):
+        read_npz(pkl, refuse)
