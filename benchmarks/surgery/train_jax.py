@@ -1,0 +1,295 @@
+"""Train the 20-latent Kingma & Welling MLP VAE (N(0, I) prior) in pure JAX with a hand-written Adam.
+
+Uses the JAX adapter's own reference network (``elbo_audit_jax.reference.make_functions`` and
+``init_params``), so the saved ``OUT.safetensors`` has the reference layout
+(``encoder.hidden.weight`` ... ``decoder.logits.bias``, PyTorch ``nn.Linear`` orientation) and
+loads into both the JAX and the PyTorch reference factories. ``OUT.json`` holds the
+hyperparameters, per-epoch train/valid ELBO curves and the wall time, as for train_torch.py.
+
+Examples::
+
+    # the CPU budget of docs/results.md (one XLA thread, 12 minutes)
+    nice -n 19 python benchmarks/surgery/train_jax.py --latent 20 --minutes 12 --out benchmarks/weights/jax_vae20
+    # on a GPU (jax[cuda] installed), to convergence
+    python benchmarks/surgery/train_jax.py --latent 20 --epochs 1000 --minutes 0 --out benchmarks/weights/jax_vae20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load_local():  # noqa: ANN202
+    """This folder's helpers (models.py, _data.py) under unique module names."""
+    import importlib.util
+
+    name = "elbo_audit_surgery._local"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE / "_local.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--latent", type=int, default=20)
+    p.add_argument("--hidden", type=int, default=500)
+    p.add_argument("--activation", default="tanh", choices=["tanh", "relu"])
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-final", type=float, default=0.1)
+    p.add_argument("--decay-tail", type=float, default=0.3)
+    p.add_argument("--epochs", type=int, default=10_000)
+    p.add_argument("--minutes", type=float, default=12.0, help="wall-clock budget; 0 = none")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="XLA CPU threads (set before jax starts)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--train-limit", type=int, default=None)
+    p.add_argument("--valid-limit", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=1)
+    p.add_argument("--resume", default=None, help="OUT prefix of a checkpoint to start from")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+    return p.parse_args(argv)
+
+
+def _limit_threads(n: int) -> None:
+    if "jax" in sys.modules:
+        return
+    if n == 1 and "XLA_FLAGS" not in os.environ:
+        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+
+
+def flatten(params: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in params.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def unflatten(flat: dict) -> dict:
+    out: dict = {}
+    for key, v in flat.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    _limit_threads(args.threads)
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    _data = _load_local().load("_data")
+    load_split, npz_path = _data.load_split, _data.npz_path
+    from elbo_audit_jax.reference import init_params, make_functions
+
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    x_train = load_split("train", args.data_dir, args.train_limit)
+    x_valid = load_split("valid", args.data_dir, args.valid_limit)
+    data_file = npz_path(args.data_dir)
+    n_train, x_dim = x_train.shape
+    log(f"data {data_file}: train {x_train.shape}, valid {x_valid.shape}; jax {jax.__version__} "
+        f"on {jax.default_backend()}")
+
+    history: list[dict] = []
+    prior_wall = 0.0
+    if args.resume:
+        params = unflatten({k: np.asarray(v, np.float32) for k, v in load_file(f"{args.resume}.safetensors").items()})
+        meta_path = Path(f"{args.resume}.json")
+        if meta_path.is_file():
+            old = json.loads(meta_path.read_text())
+            history = list(old.get("curves", []))
+            prior_wall = float(old.get("wall_time_s", 0.0))
+    else:
+        params = init_params(x_dim, args.hidden, args.latent, seed=args.seed, dtype="float32")
+        p = np.clip(x_train.mean(0), 1e-3, 1 - 1e-3)
+        params["decoder"]["logits"]["bias"] = np.log(p / (1 - p)).astype(np.float32)
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+    encode, decode = make_functions(args.activation)
+
+    def elbo_terms(params, x, key):
+        mean, log_var = encode(params, x)
+        eps = jax.random.normal(key, mean.shape, mean.dtype)
+        z = mean + jnp.exp(0.5 * log_var) * eps
+        logits = decode(params, z)
+        # log Bernoulli(x | sigmoid(logits)) = x*logits - softplus(logits)
+        rec = jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
+        kl = 0.5 * jnp.sum(mean * mean + jnp.exp(log_var) - 1.0 - log_var, axis=-1)
+        return rec, kl
+
+    def loss_fn(params, x, key):
+        rec, kl = elbo_terms(params, x, key)
+        elbo = rec - kl
+        return -jnp.mean(elbo), jnp.sum(elbo)
+
+    b1, b2, eps_adam = 0.9, 0.999, 1e-8
+
+    @jax.jit
+    def step(params, m, v, t, lr, x, key):
+        (_, elbo_sum), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, key)
+        t = t + 1
+        m = jax.tree_util.tree_map(lambda a, g: b1 * a + (1 - b1) * g, m, grads)
+        v = jax.tree_util.tree_map(lambda a, g: b2 * a + (1 - b2) * g * g, v, grads)
+        c1 = 1 - b1 ** t
+        c2 = 1 - b2 ** t
+        params = jax.tree_util.tree_map(
+            lambda p, a, b: p - lr * (a / c1) / (jnp.sqrt(b / c2) + eps_adam), params, m, v)
+        return params, m, v, t, elbo_sum
+
+    @jax.jit
+    def eval_chunk(params, x, key):
+        rec, kl = elbo_terms(params, x, key)
+        return jnp.sum(rec), jnp.sum(kl)
+
+    def evaluate(params, x, chunk=1000):
+        key = jax.random.PRNGKey(12345)
+        rec_s = kl_s = 0.0
+        for i in range(0, x.shape[0], chunk):
+            key, sub = jax.random.split(key)
+            r, k = eval_chunk(params, x[i:i + chunk], sub)
+            rec_s += float(r)
+            kl_s += float(k)
+        n = x.shape[0]
+        return (rec_s - kl_s) / n, rec_s / n, kl_s / n
+
+    m = jax.tree_util.tree_map(jnp.zeros_like, params)
+    v = jax.tree_util.tree_map(jnp.zeros_like, params)
+    t = jnp.asarray(0, jnp.int32)
+    key = jax.random.PRNGKey(args.seed)
+    rng = np.random.default_rng(args.seed)
+    xt = jnp.asarray(x_train)
+    xv = jnp.asarray(x_valid)
+
+    budget_s = args.minutes * 60.0 if args.minutes and args.minutes > 0 else math.inf
+    steps_per_epoch = max(1, n_train // args.batch)
+    total_steps = args.epochs * steps_per_epoch
+    if args.max_steps is not None:
+        total_steps = min(total_steps, args.max_steps)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def lr_at(step: int, elapsed: float) -> float:
+        frac = min(1.0, max(step / total_steps, elapsed / budget_s if budget_s < math.inf else 0.0))
+        start = 1.0 - args.decay_tail
+        if args.decay_tail <= 0 or frac <= start:
+            return args.lr
+        u = min(1.0, (frac - start) / args.decay_tail)
+        lo = args.lr * args.lr_final
+        return lo + 0.5 * (args.lr - lo) * (1 + math.cos(math.pi * u))
+
+    global_step = 0
+
+    def save(final: bool, elapsed: float) -> None:
+        flat = {k: np.ascontiguousarray(np.asarray(a, np.float32)) for k, a in flatten(params).items()}
+        tmp = out.with_name(out.name + ".safetensors.tmp")
+        save_file(flat, str(tmp), metadata={"format": "np", "model": "elbo-audit surgery standard_normal (jax)"})
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, f"{out}.safetensors")
+        meta = {
+            "framework": "jax",
+            "jax_version": jax.__version__,
+            "backend": jax.default_backend(),
+            "factory": "elbo_audit_jax.reference:mlp_vae",
+            "factory_options": {"x_dim": x_dim, "hidden": args.hidden, "latent": args.latent,
+                                "activation": args.activation},
+            "hyperparameters": {
+                "latent": args.latent, "hidden": args.hidden, "activation": args.activation,
+                "prior": "standard_normal", "batch": args.batch, "lr": args.lr,
+                "lr_final": args.lr_final, "decay_tail": args.decay_tail,
+                "optimizer": "Adam (hand-written; b1 0.9, b2 0.999, eps 1e-8)",
+                "epochs_max": args.epochs, "minutes": args.minutes, "seed": args.seed,
+                "threads": args.threads, "max_steps": args.max_steps, "likelihood": "bernoulli",
+                "train_elbo_estimator": "running mean over minibatches, 1 z sample",
+                "valid_elbo_estimator": "1 z sample, analytic KL",
+            },
+            "data": {"file": str(data_file.name), "n_train": int(n_train), "n_valid": int(x_valid.shape[0])},
+            "resumed_from": args.resume,
+            "complete": bool(final),
+            "epochs": len(history),
+            "steps": int(global_step),
+            "wall_time_s": round(prior_wall + elapsed, 2),
+            "final": history[-1] if history else None,
+            "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                        "cpu_count": os.cpu_count()},
+            "curves": history,
+        }
+        tmpj = out.with_name(out.name + ".json.tmp")
+        tmpj.write_text(json.dumps(meta, indent=1) + "\n")
+        os.replace(tmpj, f"{out}.json")
+
+    log(f"training jax standard_normal latent={args.latent} hidden={args.hidden}, budget "
+        f"{args.minutes} min, {steps_per_epoch} steps/epoch")
+    t0 = time.perf_counter()
+    stop = False
+    epoch = len(history)
+    lr = args.lr
+    while not stop and global_step < total_steps:
+        epoch += 1
+        perm = rng.permutation(n_train)
+        elbo_sum, seen = 0.0, 0
+        sums = []
+        t_epoch = time.perf_counter()
+        for i in range(steps_per_epoch):
+            elapsed = time.perf_counter() - t0
+            if elapsed >= budget_s or global_step >= total_steps:
+                stop = True
+                break
+            lr = lr_at(global_step, elapsed)
+            idx = perm[i * args.batch:(i + 1) * args.batch]
+            key, sub = jax.random.split(key)
+            params, m, v, t, es = step(params, m, v, t, jnp.float32(lr), xt[idx], sub)
+            sums.append(es)
+            seen += len(idx)
+            global_step += 1
+        if seen == 0:
+            break
+        elbo_sum = float(np.sum([float(s) for s in sums]))
+        if not math.isfinite(elbo_sum):
+            raise FloatingPointError(f"epoch {epoch}: training ELBO is {elbo_sum}")
+        v_elbo, v_rec, v_kl = evaluate(params, xv)
+        elapsed = time.perf_counter() - t0
+        history.append({
+            "epoch": epoch, "steps": int(global_step),
+            "fraction_of_epoch": round(seen / (steps_per_epoch * args.batch), 4),
+            "train_elbo": round(elbo_sum / seen, 4), "valid_elbo": round(v_elbo, 4),
+            "valid_reconstruction": round(v_rec, 4), "valid_kl": round(v_kl, 4),
+            "lr": float(f"{lr:.6g}"), "wall_s": round(prior_wall + elapsed, 2),
+            "epoch_s": round(time.perf_counter() - t_epoch, 2),
+        })
+        log(f"epoch {epoch:4d}  train {elbo_sum / seen:9.3f}  valid {v_elbo:9.3f} "
+            f"(rec {v_rec:8.3f} kl {v_kl:7.3f})  lr {lr:.2e}  {elapsed:7.1f} s")
+        if epoch % max(1, args.checkpoint_every) == 0:
+            save(False, elapsed)
+    elapsed = time.perf_counter() - t0
+    save(True, elapsed)
+    log(f"done: {len(history)} epochs, {global_step} steps, {elapsed:.1f} s -> {out}.safetensors")
+    return {"epochs": len(history), "steps": global_step, "wall_s": elapsed,
+            "final": history[-1] if history else None}
+
+
+if __name__ == "__main__":
+    main()
