@@ -80,13 +80,16 @@ def plot_report(path: str | Path, out: str | Path) -> Path:
     level = float(root.attrs.get("confidence_level", 0.95))
     ax_elbo.set_title(f"ELBO with {level:.0%} bootstrap interval")
     ax_elbo.set_xlabel("nats per data point")
+    ax_elbo.xaxis.set_major_locator(plt.MaxNLocator(5))
 
     if post is not None:
         ax = axes[0, 2]
         model = str(root["model"].values[0])
         mean = np.asarray(post["posterior_mean"].sel(model=model).values)
         std = np.asarray(post["posterior_std"].sel(model=model).values)
-        lim = float(np.max(np.abs(mean)) + 3 * np.max(std))
+        # a few outlying posteriors must not shrink the picture of the bulk of q(z):
+        # frame 99.5 % of the means, with room for their spread and for the prior
+        lim = float(max(np.quantile(np.abs(mean), 0.995) + 3 * np.median(std), 3.0))
         g = np.linspace(-lim, lim, 120)
         zz = np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2)
         log_q = log_mixture_density(zz, mean, std).reshape(g.size, g.size)
