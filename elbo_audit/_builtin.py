@@ -67,6 +67,40 @@ def _aggregate(d: int, options: dict[str, Any]) -> MixtureOfGaussians:
     return aggregate_posterior_prior(options["posteriors"])
 
 
+def _report_aggregate(d: int, options: dict[str, Any]) -> MixtureOfGaussians:
+    """The aggregate posterior stored in another report (e.g. of the training set)."""
+    from pathlib import Path
+
+    import xarray as xr
+
+    from ._schema import open_report
+
+    unknown = set(options) - {"report", "model"}
+    if unknown or "report" not in options:
+        raise UsageError(
+            "prior 'report_aggregate_posterior' needs report = PATH (a report written with "
+            f"--pointwise) and optionally model = NAME; got {sorted(options)}"
+        )
+    path = Path(str(options["report"]))
+    open_report(path).close()
+    with xr.open_datatree(path, engine="netcdf4") as tree:
+        if "pointwise" not in tree.children or "posterior_mean" not in tree["pointwise"].to_dataset():
+            raise UsageError(f"{path}: holds no posteriors; write it with --pointwise")
+        pw = tree["pointwise"].to_dataset()
+        models = [str(m) for m in pw["model"].values]
+        model = str(options.get("model", models[0] if len(models) == 1 else ""))
+        if model not in models:
+            raise UsageError(f"{path}: name the model with model = NAME (models: {models})")
+        mean = np.asarray(pw["posterior_mean"].sel(model=model).values, dtype=np.float64)
+        std = np.asarray(pw["posterior_std"].sel(model=model).values, dtype=np.float64)
+    keep = np.isfinite(mean).all(axis=0)  # latents padded with NaN for smaller models
+    mean, std = mean[:, keep], std[:, keep]
+    if mean.shape[1] != d:
+        raise UsageError(f"{path}: model {model!r} has {mean.shape[1]} latents, this model has {d}")
+    n = mean.shape[0]
+    return MixtureOfGaussians(np.full(n, 1.0 / n), mean, std, name=f"aggregate_posterior_of_{model}")
+
+
 @hookimpl
 def elbo_audit_priors() -> Sequence[PriorInfo]:
     return (
@@ -82,5 +116,11 @@ def elbo_audit_priors() -> Sequence[PriorInfo]:
             "q(z) itself: the optimal prior for the encoder (marginal_kl = 0)",
             _aggregate,
             fitted=True,
+        ),
+        PriorInfo(
+            "report_aggregate_posterior",
+            "the aggregate posterior stored in another report (held out, e.g. the training set's); "
+            "options report = PATH, model = NAME",
+            _report_aggregate,
         ),
     )

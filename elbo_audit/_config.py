@@ -237,6 +237,8 @@ def load_config(path: str | Path) -> RunConfig:
                 if name == "native":
                     raise UsageError(f"{path}: {lines(where)}: 'native' is reserved for each model's own prior")
                 options = {k: v for k, v in entry.items() if k != "family"}
+                if isinstance(options.get("report"), str) and not Path(options["report"]).is_absolute():
+                    options["report"] = str(path.parent / options["report"])
                 cfg.priors.append(PriorEntry(name, entry["family"], options))
         elif table == "native_prior":
             if not isinstance(body, dict) or not isinstance(body.get("family"), str):

@@ -137,3 +137,34 @@ def test_baseline_delta_gates(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                          "--out", str(new), "--baseline", str(old), "--gate", "elbo.delta.lower > -0.5"], capsys)
     assert code == 1 and "FAIL" in out
     assert math.isclose(float(xr.open_datatree(new)["gates"]["observed"].values[0]), -1.0, abs_tol=0.3)
+
+
+def test_a_held_out_aggregate_posterior_as_prior(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # "train": posteriors in three tight clusters; "test": fresh points from the same clusters
+    rng = np.random.default_rng(2)
+    centres = np.array([[-2.0, 0.0], [2.0, 1.5], [0.5, -2.0]])
+
+    def encodings(path: Path, n: int) -> Path:
+        c = centres[rng.integers(0, 3, n)]
+        np.savez(path, mean=c + rng.normal(0, 0.2, (n, 2)), std=np.full((n, 2), 0.3))
+        return path
+
+    train, test = encodings(tmp_path / "train.npz", 400), encodings(tmp_path / "test.npz", 300)
+    assert main(["run", "--posteriors", str(train), "--pointwise", "--bootstrap", "0", "--quiet",
+                 "--out", str(tmp_path / "train.nc")]) == 0
+    out = tmp_path / "test.nc"
+    code = main(["run", "--posteriors", str(test), "--bootstrap", "0", "--quiet", "--out", str(out),
+                 "--prior", f"held_out=report_aggregate_posterior,report={json.dumps(str(tmp_path / 'train.nc'))}",
+                 "--prior", "in_sample=aggregate_posterior"])
+    capsys.readouterr()
+    assert code == 0
+    ds = xr.open_dataset(out).isel(model=0)
+    mkl = {p: float(ds["marginal_kl"].sel(prior=p)) for p in ("native", "held_out", "in_sample")}
+    # the training set's q(z) is a far better prior for test points than N(0, I), but not as good
+    # as the test set's own aggregate posterior, which is optimal (marginal KL exactly 0)
+    assert mkl["in_sample"] == 0.0
+    assert 0.0 < mkl["held_out"] < 0.5 * mkl["native"]
+    assert str(ds["prior_family"].sel(prior="held_out").values) == "aggregate_posterior_of_train"
+    code = main(["run", "--posteriors", str(test), "--quiet", "--out", str(out),
+                 "--prior", f"x=report_aggregate_posterior,report={json.dumps(str(out))}"])
+    assert code == 2 and "--pointwise" in capsys.readouterr().err
