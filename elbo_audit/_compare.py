@@ -23,6 +23,7 @@ import xarray as xr
 from ._bootstrap import percentile_interval
 from ._errors import DataError, UsageError
 from ._schema import open_report
+from ._summary import COLUMNS, render_table
 
 __all__ = ["Row", "load_rows", "compare_reports", "format_comparison"]
 
@@ -136,18 +137,11 @@ def format_comparison(doc: dict[str, Any], fmt: str = "text") -> str:
     """Render :func:`compare_reports` output as text, markdown or JSON."""
     if fmt == "json":
         return json.dumps(doc, indent=2)
-    labels = {"elbo": "ELBO", "avg_kl": "avg KL", "index_code_mi": "index-code MI",
-              "marginal_kl": "marginal KL", "total_correlation": "TC", "dimwise_kl": "dimwise KL"}
+    labels = dict(COLUMNS)
     head = ["model@prior"] + [labels[t] for t in MAIN_TERMS]
     rows = [[r["label"]] + [_cell(r[t]) for t in MAIN_TERMS] for r in doc["rows"]]
     note = (
         f"nats per data point; (difference to {doc['reference']} "
         f"[{doc['confidence_level']:.0%} paired bootstrap interval where the runs share data and seed])"
     )
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines) + f"\n\n{note}\n"
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head, ["-" * w for w in widths], *rows]]
-    return "\n".join(lines) + f"\n{note}\n"
+    return render_table(head, rows, note, fmt)

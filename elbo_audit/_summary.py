@@ -13,7 +13,7 @@ from typing import Any
 
 import xarray as xr
 
-__all__ = ["COLUMNS", "summary_records", "format_summary"]
+__all__ = ["COLUMNS", "summary_records", "format_summary", "render_table"]
 
 COLUMNS = (
     ("elbo", "ELBO"),
@@ -86,11 +86,15 @@ def format_summary(ds: xr.Dataset, fmt: str = "text") -> str:
         f"nats per data point on {ds.attrs.get('dataset_name', '?')} (N = {ds.attrs.get('n_points', '?')}); "
         f"± is the Monte Carlo standard error; {level:.0%} bootstrap intervals are in the report"
     )
+    return render_table(head, rows, note, fmt)
+
+
+def render_table(head: list[str], rows: list[list[str]], note: str, fmt: str = "text") -> str:
+    """A table as aligned ``text`` columns or ``markdown``, with a note below it."""
     if fmt == "markdown":
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines) + f"\n\n{note}\n"
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    fmt_row = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
-    lines = [fmt_row(head), fmt_row(["-" * w for w in widths])] + [fmt_row(r) for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head, ["-" * w for w in widths], *rows]]
     return "\n".join(lines) + f"\n{note}\n"

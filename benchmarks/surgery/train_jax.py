@@ -73,35 +73,15 @@ def _limit_threads(n: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(n))
 
 
-def flatten(params: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in params.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def unflatten(flat: dict) -> dict:
-    out: dict = {}
-    for key, v in flat.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     _limit_threads(args.threads)
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from safetensors.numpy import load_file, save_file
+    from safetensors.numpy import save_file
+
+    from elbo_audit_jax import flatten_params, load_params
 
     _data = _load_local().load("_data")
     load_split, npz_path = _data.load_split, _data.npz_path
@@ -118,7 +98,9 @@ def main(argv: list[str] | None = None) -> dict:
     history: list[dict] = []
     prior_wall = 0.0
     if args.resume:
-        params = unflatten({k: np.asarray(v, np.float32) for k, v in load_file(f"{args.resume}.safetensors").items()})
+        params = jax.tree_util.tree_map(
+            lambda v: np.asarray(v, np.float32), load_params(f"{args.resume}.safetensors")
+        )
         meta_path = Path(f"{args.resume}.json")
         if meta_path.is_file():
             old = json.loads(meta_path.read_text())
@@ -204,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
     global_step = 0
 
     def save(final: bool, elapsed: float) -> None:
-        flat = {k: np.ascontiguousarray(np.asarray(a, np.float32)) for k, a in flatten(params).items()}
+        flat = {k: np.ascontiguousarray(np.asarray(a, np.float32)) for k, a in flatten_params(params).items()}
         tmp = out.with_name(out.name + ".safetensors.tmp")
         save_file(flat, str(tmp), metadata={"format": "np", "model": "elbo-audit surgery standard_normal (jax)"})
         os.chmod(tmp, 0o644)
