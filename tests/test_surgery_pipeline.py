@@ -75,6 +75,12 @@ def test_surgery_pipeline_small(data_file, tmp_path):
         meta = json.loads((weights / f"{stem}.json").read_text())
         assert meta["complete"] and meta["curves"][0]["train_elbo"] < 0
         assert (weights / f"{stem}.safetensors").stat().st_size < 10_000_000
+    # a continued model: curves and runs appended, the table shows it with the 12-minute one beside it
+    res = train_torch.main(["--latent", "2", "--components", "4", "--resume", str(weights / "torch_vae2"),
+                            "--out", str(weights / "torch_vae2_long"), *common])
+    meta = json.loads((weights / "torch_vae2_long.json").read_text())
+    assert meta["epochs"] == 4 and meta["steps"] == 6 and [c["steps"] for c in meta["curves"]] == [2, 3, 5, 6]
+    assert [seg["resumed_from"] for seg in meta["segments"]] == [None, str(weights / "torch_vae2")]
 
     out = tmp_path / "out"
     summary = rep.main(["--weights-dir", str(weights), "--out-dir", str(out), "--splits", "train",
@@ -83,8 +89,12 @@ def test_surgery_pipeline_small(data_file, tmp_path):
 
     # the H&J table: one block per trained latent size, published numbers beside ours
     table = (out / "hj_table.md").read_text()
-    assert "| 2 | ELBO | -129.63 |" in table and "| 20 | marginal KL | 9.53 |" in table
+    assert "| 2 | vae2_long | ELBO | -129.63 |" in table and "| 20 | vae20 | marginal KL | 9.53 |" in table
+    assert "12-min model − paper" in table and "| 2 | vae2 |" not in table
     records = {(r["latents"], r["term"]): r for r in summary["hj_table"]}
+    assert records[(2, "elbo")]["before"] == "vae2" and records[(20, "elbo")]["before"] is None
+    long_row = next(r for r in (out / "training_table.md").read_text().splitlines() if r.startswith("| vae2_long "))
+    assert " + " in long_row and "4 (6 steps)" in long_row  # both runs of the continued model
     for d in (2, 20):
         avg, mi, mkl = (records[(d, t)]["ours"] for t in ("avg_kl", "index_code_mi", "marginal_kl"))
         assert mi <= math.log(200) + 0.05

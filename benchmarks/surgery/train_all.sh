@@ -3,11 +3,14 @@
 #
 #   MINUTES=12 nice -n 19 bash benchmarks/surgery/train_all.sh            # what docs/results.md used
 #   DEVICE=cuda MINUTES=0 EPOCHS=1000 bash benchmarks/surgery/train_all.sh  # a GPU run to convergence
+#   ONLY="vae2_long vae10_long vae20_long" bash benchmarks/surgery/train_all.sh  # the H&J table's models:
+#       continue the 12-minute N(0, I) models for LONG_MINUTES_2/10/20 (default 90/44/44) more minutes
 #
 # Environment: MINUTES (wall-clock budget per model, 0 = none), EPOCHS (max epochs per model),
 # DEVICE (torch device; JAX uses its default backend), ELBO_AUDIT_DATA_DIR (the shared data
 # folder), LOG_DIR (per-model logs, default /tmp/elbo-audit-surgery-logs), ONLY (space-separated
-# subset of: vae2 vae10 vae20 vae20_mog vae20_vamp jax_vae20).
+# subset of: vae2 vae10 vae20 vae20_mog vae20_vamp jax_vae20 vae2_long vae10_long vae20_long;
+# the *_long ones continue the 12-minute models, so they run only when named).
 set -u
 cd "$(dirname "$0")/../.."
 MINUTES=${MINUTES:-12}
@@ -34,6 +37,12 @@ run vae10      $T --latent 10 --out $W/torch_vae10
 run vae20      $T --latent 20 --out $W/torch_vae20
 run vae20_mog  $T --latent 20 --prior mog  --components 10  --out $W/torch_vae20_mog
 run vae20_vamp $T --latent 20 --prior vamp --components 100 --out $W/torch_vae20_vamp
+L="python benchmarks/surgery/train_torch.py --seed 1 --epochs $EPOCHS --device $DEVICE"
+case " $ONLY " in *_long*)
+  run vae2_long  $L --latent 2  --minutes "${LONG_MINUTES_2:-90}"  --resume $W/torch_vae2  --out $W/torch_vae2_long
+  run vae10_long $L --latent 10 --minutes "${LONG_MINUTES_10:-44}" --resume $W/torch_vae10 --out $W/torch_vae10_long
+  run vae20_long $L --latent 20 --minutes "${LONG_MINUTES_20:-44}" --resume $W/torch_vae20 --out $W/torch_vae20_long
+esac
 if [ -f benchmarks/surgery/train_jax.py ]; then
   run jax_vae20 python benchmarks/surgery/train_jax.py --latent 20 --minutes "$MINUTES" --epochs "$EPOCHS" --out $W/jax_vae20
 else

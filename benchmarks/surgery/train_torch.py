@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = models.build(args.prior, **options)
 
     history: list[dict] = []
+    segments: list[dict] = []  # one entry per training run that led to these weights
     prior_wall = 0.0
     if args.resume:
         state = load_file(f"{args.resume}.safetensors")
@@ -126,6 +127,9 @@ def main(argv: list[str] | None = None) -> dict:
             old = json.loads(meta_path.read_text())
             history = list(old.get("curves", []))
             prior_wall = float(old.get("wall_time_s", 0.0))
+            segments = list(old.get("segments") or [{
+                "resumed_from": old.get("resumed_from"), "epochs": len(history),
+                "wall_time_s": prior_wall, "hyperparameters": old.get("hyperparameters")}])
         log(f"resumed from {args.resume} after {len(history)} epochs")
     else:
         with torch.no_grad():
@@ -135,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
                 idx = rng.choice(n_train, size=components, replace=False)
                 u = 0.05 + 0.9 * x_train[idx]
                 model.prior.pseudo_logits.copy_(torch.from_numpy(np.log(u / (1 - u))))
+    epochs_before = len(history)
+    steps_before = int(history[-1]["steps"]) if history else 0
     model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 
@@ -197,28 +203,31 @@ def main(argv: list[str] | None = None) -> dict:
         save_file(state, str(tmp), metadata={"format": "pt", "model": "elbo-audit surgery " + args.prior})
         os.chmod(tmp, 0o644)
         os.replace(tmp, f"{out}.safetensors")
+        hyper = {
+            "latent": args.latent, "hidden": args.hidden, "activation": args.activation,
+            "prior": args.prior, "components": components, "batch": args.batch, "lr": args.lr,
+            "lr_final": args.lr_final, "decay_tail": args.decay_tail, "optimizer": "Adam",
+            "epochs_max": args.epochs, "minutes": args.minutes, "seed": args.seed,
+            "device": args.device, "threads": args.threads, "max_steps": args.max_steps,
+            "likelihood": "bernoulli", "posterior": "diagonal gaussian (mean, log_var)",
+            "train_elbo_estimator": "running mean over minibatches, 1 z sample",
+            "valid_elbo_estimator": ("1 z sample, analytic KL" if standard
+                                     else "1 z sample, Monte Carlo KL"),
+        }
         meta = {
             "framework": "torch",
             "torch_version": torch.__version__,
             "factory": ("elbo_audit_torch.reference:mlp_vae" if standard
                         else f"benchmarks/surgery/models.py:{args.prior}_vae"),
             "factory_options": {k: v for k, v in options.items() if k != "seed"},
-            "hyperparameters": {
-                "latent": args.latent, "hidden": args.hidden, "activation": args.activation,
-                "prior": args.prior, "components": components, "batch": args.batch, "lr": args.lr,
-                "lr_final": args.lr_final, "decay_tail": args.decay_tail, "optimizer": "Adam",
-                "epochs_max": args.epochs, "minutes": args.minutes, "seed": args.seed,
-                "device": args.device, "threads": args.threads, "max_steps": args.max_steps,
-                "likelihood": "bernoulli", "posterior": "diagonal gaussian (mean, log_var)",
-                "train_elbo_estimator": "running mean over minibatches, 1 z sample",
-                "valid_elbo_estimator": ("1 z sample, analytic KL" if standard
-                                         else "1 z sample, Monte Carlo KL"),
-            },
+            "hyperparameters": hyper,
             "data": {"file": str(data_file.name), "n_train": int(n_train), "n_valid": int(x_valid.shape[0])},
             "resumed_from": args.resume,
+            "segments": segments + [{"resumed_from": args.resume, "epochs": len(history) - epochs_before,
+                                     "wall_time_s": round(elapsed, 2), "hyperparameters": hyper}],
             "complete": bool(final),
             "epochs": len(history),
-            "steps": int(global_step),
+            "steps": steps_before + int(global_step),
             "wall_time_s": round(prior_wall + elapsed, 2),
             "final": history[-1] if history else None,
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
@@ -265,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
         v_elbo, v_rec, v_kl = evaluate(xv)
         elapsed = time.perf_counter() - t0
         history.append({
-            "epoch": epoch, "steps": int(global_step), "fraction_of_epoch": round(seen / (steps_per_epoch * args.batch), 4),
+            "epoch": epoch, "steps": steps_before + int(global_step), "fraction_of_epoch": round(seen / (steps_per_epoch * args.batch), 4),
             "train_elbo": round(elbo_sum / seen, 4), "valid_elbo": round(v_elbo, 4),
             "valid_reconstruction": round(v_rec, 4), "valid_kl": round(v_kl, 4),
             "lr": float(f"{lr:.6g}"), "wall_s": round(prior_wall + elapsed, 2),
