@@ -115,11 +115,22 @@ def test_surgery_pipeline_small(data_file, tmp_path):
     compare = (out / "priors_train_compare.md").read_text()
     assert "vae20@native" in compare and "vae20_vamp@aggregate" in compare
 
+    # held out: the training set's q(z) scored as a fixed prior on the test set
+    held = rep.main(["--weights-dir", str(weights), "--out-dir", str(out), "--splits", "train,test",
+                     "--steps", "heldout", "--limit", "200", "--bootstrap", "20", "--no-plots",
+                     "--fit-samples", "1000", "--quiet"])["heldout"]["vae20"]
+    assert {"native", "mog10", "train_q", "test_q"} <= set(held)
+    assert held["train_q"]["_family"] == "aggregate_posterior_of_vae20"  # read from the train report
+    assert abs(held["test_q"]["marginal_kl"][0]) < 1e-6  # the test set's own q(z): exact
+    # q(z) of the test points is the optimal prior for them; the training set's is not
+    assert held["test_q"]["elbo"][0] > held["train_q"]["elbo"][0]
+    assert "train_q" in (out / "heldout_vae20_test.md").read_text()
+
     # the configs are plain elbo-audit configs, and the reports pass the schema check
     from elbo_audit._cli import main as cli
 
     assert (out / "configs" / "hj_train.toml").is_file()
-    for name in ("hj_train", "priors_train"):
+    for name in ("hj_train", "priors_train", "heldout_vae20_test"):
         assert cli(["check", str(out / f"{name}.nc"), "--quiet"]) == 0
 
 

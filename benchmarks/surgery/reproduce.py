@@ -12,8 +12,9 @@ does, timing every step:
    models on the training set, N = 50000, exact aggregate posterior, and on the test set),
    ``priors_train`` / ``priors_test`` (every 20-latent model, PyTorch and JAX, N(0, I), learned
    mixture and VampPrior, each under its native prior, a 10-component mixture fitted to q(z),
-   and q(z) itself) and ``vae2_pointwise`` (the 2-latent model with per-point posteriors, for the
-   picture of q(z));
+   and q(z) itself), ``vae2_pointwise`` (the 2-latent model with per-point posteriors, for the
+   picture of q(z)) and ``heldout`` (``vae20``'s training-set q(z), stored per point, then
+   scored as a fixed prior on the test set: prior family ``report_aggregate_posterior``);
 3. ``elbo-audit compare`` of the prior reports (``OUT/priors_{split}_compare.md``) and
    ``elbo-audit show --plot`` of each report (``OUT/img/*.png``, or ``--img-dir``);
 4. ``OUT/hj_table.md``: each term with its bootstrap interval beside the published value, the
@@ -114,6 +115,8 @@ MODELS = {
 HJ_ROWS = ((2, "vae2_long", "vae2"), (10, "vae10_long", "vae10"), (20, "vae20_long", "vae20"))
 HJ_MODELS = tuple(m for row in HJ_ROWS for m in row[1:])
 PRIOR_MODELS = ("vae20", "vae20_jaxadapter", "jax_vae20", "vae20_mog", "vae20_vamp")
+#: models whose training-set q(z) is scored as a prior on the test set (step "heldout")
+HELDOUT_MODELS = ("vae20",)
 ALT_PRIORS = {"mog10": {"family": "fitted_mixture", "components": 10},
               "aggregate": {"family": "aggregate_posterior"}}
 
@@ -126,8 +129,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-dir", default=str(HERE / "results"))
     p.add_argument("--img-dir", default=None, help="where the plots go (default OUT/img)")
     p.add_argument("--splits", default="train,test", help="comma-separated: train, valid, test")
-    p.add_argument("--steps", default="hj,priors,vae2_pointwise",
-                   help="comma-separated subset of: hj, priors, vae2_pointwise")
+    p.add_argument("--steps", default="hj,priors,vae2_pointwise,heldout",
+                   help="comma-separated subset of: hj, priors, vae2_pointwise, heldout (needs the "
+                   "train and test splits)")
     p.add_argument("--limit", type=int, default=None, help="audit only the first N points (tests)")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
@@ -192,7 +196,8 @@ def model_entry(spec: ModelSpec, weights_dir: Path, config_dir: Path, device: st
 
 
 def write_config(path: Path, *, title: str, data: Path, split: str, models: dict[str, dict],
-                 priors: dict[str, dict], args: argparse.Namespace, out: Path, pointwise: bool = False) -> Path:
+                 priors: dict[str, dict], args: argparse.Namespace, out: Path, pointwise: bool = False,
+                 bootstrap: int | None = None) -> Path:
     base = path.parent
     lines = [f"# {title}", f"# written by benchmarks/surgery/reproduce.py; run: elbo-audit run {path.name}", ""]
     lines += ["[data]", f"path = {_toml_value(_rel(data, base))}", f"key = {_toml_value(split)}"]
@@ -206,7 +211,8 @@ def write_config(path: Path, *, title: str, data: Path, split: str, models: dict
         "", "[estimation]", f"seed = {args.seed}", f"samples_per_point = {args.samples_per_point}",
         f"reconstruction_samples = {args.reconstruction_samples}",
         f"marginal_samples = {args.marginal_samples}", "batch_size = 1000",
-        "", "[bootstrap]", f"resamples = {args.bootstrap}", "confidence = 0.95",
+        "", "[bootstrap]", f"resamples = {args.bootstrap if bootstrap is None else bootstrap}",
+        "confidence = 0.95",
         "", "[report]", f"out = {_toml_value(_rel(out, base))}", f"pointwise = {_toml_value(pointwise)}", "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -498,6 +504,37 @@ def main(argv: list[str] | None = None) -> dict:
                 run.cli(f"{name}:compare", "compare", str(report), "--format", "markdown", "--quiet",
                         stdout=out_dir / f"{name}_compare.md")
 
+    heldout_md = []
+    if "heldout" in steps and "train" in splits and "test" in splits:
+        for m in HELDOUT_MODELS:
+            if m not in present:
+                run.log(f"[heldout] skipped: {m} is not trained")
+                continue
+            # the training set's posteriors, stored per point (no bootstrap: only q(z) is used) ...
+            train_rep = out_dir / f"heldout_{m}_train.nc"
+            cfg = write_config(cfg_dir / f"heldout_{m}_train.toml", title=f"{m}: training-set posteriors",
+                               data=data, split="train", models={m: present[m]}, priors={}, args=args,
+                               out=train_rep, pointwise=True, bootstrap=0)
+            run.cli(f"heldout_{m}_train", "run", str(cfg), "--quiet", "--no-interaction-adjust",
+                    "--format", "json", stdout=out_dir / f"heldout_{m}_train.json")
+            # ... then their mixture as a fixed prior for the test set, beside N(0, I), a fitted
+            # mixture and the test set's own q(z)
+            priors = {"mog10": dict(ALT_PRIORS["mog10"]),
+                      "train_q": {"family": "report_aggregate_posterior",
+                                  "report": _rel(train_rep, cfg_dir), "model": m},
+                      "test_q": {"family": "aggregate_posterior"}}
+            if args.fit_samples is not None:
+                priors["mog10"]["samples"] = args.fit_samples
+            test_rep = out_dir / f"heldout_{m}_test.nc"
+            cfg = write_config(cfg_dir / f"heldout_{m}_test.toml",
+                               title=f"{m}: the training set's q(z) as a prior for the test set",
+                               data=data, split="test", models={m: present[m]}, priors=priors, args=args,
+                               out=test_rep)
+            md = run.cli(f"heldout_{m}_test", "run", str(cfg), "--quiet", "--format", "markdown",
+                         stdout=out_dir / f"heldout_{m}_test.md")
+            reports[f"heldout_{m}_test"] = test_rep
+            heldout_md.append(md)
+
     summary: dict = {"data": str(data), "weights_dir": str(weights_dir), "bootstrap": args.bootstrap,
                      "seed": args.seed, "limit": args.limit, "reports": {k: str(v) for k, v in reports.items()}}
     blocks: dict[str, str] = {}
@@ -518,6 +555,10 @@ def main(argv: list[str] | None = None) -> dict:
             cmp_file = out_dir / f"priors_{split}_compare.md"
             if cmp_file.is_file():
                 blocks[f"priors_{split}_compare"] = cmp_file.read_text()
+    if heldout_md:
+        blocks["heldout"] = "\n".join(heldout_md)
+        summary["heldout"] = {m: read_report(out_dir / f"heldout_{m}_test.nc")[m]
+                              for m in HELDOUT_MODELS if (out_dir / f"heldout_{m}_test.nc").is_file()}
     blocks["training"] = training_table(weights_dir, [n for n in MODELS if n in present and not MODELS[n].via_jax])
     (out_dir / "training_table.md").write_text(blocks["training"])
     summary["steps"] = run.steps
