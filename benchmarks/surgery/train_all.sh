@@ -4,7 +4,7 @@
 #   MINUTES=12 nice -n 19 bash benchmarks/surgery/train_all.sh            # what docs/results.md used
 #   DEVICE=cuda MINUTES=0 EPOCHS=1000 bash benchmarks/surgery/train_all.sh  # a GPU run to convergence
 #   ONLY="vae2_long vae10_long vae20_long" bash benchmarks/surgery/train_all.sh  # the H&J table's models:
-#       continue the 12-minute N(0, I) models for LONG_MINUTES_2/10/20 (default 90/44/44) more minutes
+#       continue the 12-minute N(0, I) models for LONG_MINUTES_2/10/20 (default 105/52/52) more minutes
 #
 # Environment: MINUTES (wall-clock budget per model, 0 = none), EPOCHS (max epochs per model),
 # DEVICE (torch device; JAX uses its default backend), ELBO_AUDIT_DATA_DIR (the shared data
@@ -39,9 +39,9 @@ run vae20_mog  $T --latent 20 --prior mog  --components 10  --out $W/torch_vae20
 run vae20_vamp $T --latent 20 --prior vamp --components 100 --out $W/torch_vae20_vamp
 L="python benchmarks/surgery/train_torch.py --seed 1 --epochs $EPOCHS --device $DEVICE"
 case " $ONLY " in *_long*)
-  run vae2_long  $L --latent 2  --minutes "${LONG_MINUTES_2:-90}"  --resume $W/torch_vae2  --out $W/torch_vae2_long
-  run vae10_long $L --latent 10 --minutes "${LONG_MINUTES_10:-44}" --resume $W/torch_vae10 --out $W/torch_vae10_long
-  run vae20_long $L --latent 20 --minutes "${LONG_MINUTES_20:-44}" --resume $W/torch_vae20 --out $W/torch_vae20_long
+  run vae2_long  $L --latent 2  --minutes "${LONG_MINUTES_2:-105}"  --resume $W/torch_vae2  --out $W/torch_vae2_long
+  run vae10_long $L --latent 10 --minutes "${LONG_MINUTES_10:-52}" --resume $W/torch_vae10 --out $W/torch_vae10_long
+  run vae20_long $L --latent 20 --minutes "${LONG_MINUTES_20:-52}" --resume $W/torch_vae20 --out $W/torch_vae20_long
 esac
 if [ -f benchmarks/surgery/train_jax.py ]; then
   run jax_vae20 python benchmarks/surgery/train_jax.py --latent 20 --minutes "$MINUTES" --epochs "$EPOCHS" --out $W/jax_vae20
