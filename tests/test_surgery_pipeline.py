@@ -150,3 +150,13 @@ def test_jax_training_loads_into_both_references(data_file, tmp_path):
     model.load_state_dict(state)  # strict: exactly the reference names and shapes
     meta = json.loads((tmp_path / "j.json").read_text())
     assert meta["factory"] == "elbo_audit_jax.reference:mlp_vae" and meta["framework"] == "jax"
+    # continued: the curves go on where they stopped, and both runs are recorded
+    train_jax.main(["--latent", "3", "--hidden", "8", "--train-limit", "200", "--valid-limit", "100",
+                    "--max-steps", "3", "--minutes", "1", "--quiet", "--resume", str(tmp_path / "j"),
+                    "--lr", "5e-4", "--out", str(tmp_path / "k")])
+    meta2 = json.loads((tmp_path / "k.json").read_text())
+    assert [c["steps"] for c in meta2["curves"]] == [2, 3, 5, 6] and meta2["steps"] == 6
+    assert meta2["curves"][:2] == meta["curves"]
+    assert [(g["resumed_from"], g["epochs"], g["hyperparameters"]["lr"]) for g in meta2["segments"]] == [
+        (None, 2, 1e-3), (str(tmp_path / "j"), 2, 5e-4)]
+    assert meta2["wall_time_s"] >= meta["wall_time_s"]

@@ -95,17 +95,12 @@ def main(argv: list[str] | None = None) -> dict:
     log(f"data {data_file}: train {x_train.shape}, valid {x_valid.shape}; jax {jax.__version__} "
         f"on {jax.default_backend()}")
 
-    history: list[dict] = []
-    prior_wall = 0.0
+    prev = _load_local().load("_runs").previous(args.resume)
+    history: list[dict] = list(prev.curves)
     if args.resume:
         params = jax.tree_util.tree_map(
             lambda v: np.asarray(v, np.float32), load_params(f"{args.resume}.safetensors")
         )
-        meta_path = Path(f"{args.resume}.json")
-        if meta_path.is_file():
-            old = json.loads(meta_path.read_text())
-            history = list(old.get("curves", []))
-            prior_wall = float(old.get("wall_time_s", 0.0))
     else:
         params = init_params(x_dim, args.hidden, args.latent, seed=args.seed, dtype="float32")
         p = np.clip(x_train.mean(0), 1e-3, 1 - 1e-3)
@@ -191,6 +186,16 @@ def main(argv: list[str] | None = None) -> dict:
         save_file(flat, str(tmp), metadata={"format": "np", "model": "elbo-audit surgery standard_normal (jax)"})
         os.chmod(tmp, 0o644)
         os.replace(tmp, f"{out}.safetensors")
+        hyper = {
+            "latent": args.latent, "hidden": args.hidden, "activation": args.activation,
+            "prior": "standard_normal", "batch": args.batch, "lr": args.lr,
+            "lr_final": args.lr_final, "decay_tail": args.decay_tail,
+            "optimizer": "Adam (hand-written; b1 0.9, b2 0.999, eps 1e-8)",
+            "epochs_max": args.epochs, "minutes": args.minutes, "seed": args.seed,
+            "threads": args.threads, "max_steps": args.max_steps, "likelihood": "bernoulli",
+            "train_elbo_estimator": "running mean over minibatches, 1 z sample",
+            "valid_elbo_estimator": "1 z sample, analytic KL",
+        }
         meta = {
             "framework": "jax",
             "jax_version": jax.__version__,
@@ -198,22 +203,14 @@ def main(argv: list[str] | None = None) -> dict:
             "factory": "elbo_audit_jax.reference:mlp_vae",
             "factory_options": {"x_dim": x_dim, "hidden": args.hidden, "latent": args.latent,
                                 "activation": args.activation},
-            "hyperparameters": {
-                "latent": args.latent, "hidden": args.hidden, "activation": args.activation,
-                "prior": "standard_normal", "batch": args.batch, "lr": args.lr,
-                "lr_final": args.lr_final, "decay_tail": args.decay_tail,
-                "optimizer": "Adam (hand-written; b1 0.9, b2 0.999, eps 1e-8)",
-                "epochs_max": args.epochs, "minutes": args.minutes, "seed": args.seed,
-                "threads": args.threads, "max_steps": args.max_steps, "likelihood": "bernoulli",
-                "train_elbo_estimator": "running mean over minibatches, 1 z sample",
-                "valid_elbo_estimator": "1 z sample, analytic KL",
-            },
+            "hyperparameters": hyper,
             "data": {"file": str(data_file.name), "n_train": int(n_train), "n_valid": int(x_valid.shape[0])},
             "resumed_from": args.resume,
+            "segments": prev.segments_with(args.resume, len(history), elapsed, hyper),
             "complete": bool(final),
             "epochs": len(history),
-            "steps": int(global_step),
-            "wall_time_s": round(prior_wall + elapsed, 2),
+            "steps": prev.steps + int(global_step),
+            "wall_time_s": round(prev.wall_s + elapsed, 2),
             "final": history[-1] if history else None,
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "cpu_count": os.cpu_count()},
@@ -255,11 +252,11 @@ def main(argv: list[str] | None = None) -> dict:
         v_elbo, v_rec, v_kl = evaluate(params, xv)
         elapsed = time.perf_counter() - t0
         history.append({
-            "epoch": epoch, "steps": int(global_step),
+            "epoch": epoch, "steps": prev.steps + int(global_step),
             "fraction_of_epoch": round(seen / (steps_per_epoch * args.batch), 4),
             "train_elbo": round(elbo_sum / seen, 4), "valid_elbo": round(v_elbo, 4),
             "valid_reconstruction": round(v_rec, 4), "valid_kl": round(v_kl, 4),
-            "lr": float(f"{lr:.6g}"), "wall_s": round(prior_wall + elapsed, 2),
+            "lr": float(f"{lr:.6g}"), "wall_s": round(prev.wall_s + elapsed, 2),
             "epoch_s": round(time.perf_counter() - t_epoch, 2),
         })
         log(f"epoch {epoch:4d}  train {elbo_sum / seen:9.3f}  valid {v_elbo:9.3f} "

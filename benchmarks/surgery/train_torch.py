@@ -116,21 +116,11 @@ def main(argv: list[str] | None = None) -> dict:
         options["components"] = components
     model = models.build(args.prior, **options)
 
-    history: list[dict] = []
-    segments: list[dict] = []  # one entry per training run that led to these weights
-    prior_wall = 0.0
+    prev = _local.load("_runs").previous(args.resume)
+    history: list[dict] = list(prev.curves)
     if args.resume:
-        state = load_file(f"{args.resume}.safetensors")
-        model.load_state_dict(state)
-        meta_path = Path(f"{args.resume}.json")
-        if meta_path.is_file():
-            old = json.loads(meta_path.read_text())
-            history = list(old.get("curves", []))
-            prior_wall = float(old.get("wall_time_s", 0.0))
-            segments = list(old.get("segments") or [{
-                "resumed_from": old.get("resumed_from"), "epochs": len(history),
-                "wall_time_s": prior_wall, "hyperparameters": old.get("hyperparameters")}])
-        log(f"resumed from {args.resume} after {len(history)} epochs")
+        model.load_state_dict(load_file(f"{args.resume}.safetensors"))
+        log(f"resumed from {args.resume} after {prev.epochs} epochs")
     else:
         with torch.no_grad():
             p = np.clip(x_train.mean(0), 1e-3, 1 - 1e-3)
@@ -139,8 +129,6 @@ def main(argv: list[str] | None = None) -> dict:
                 idx = rng.choice(n_train, size=components, replace=False)
                 u = 0.05 + 0.9 * x_train[idx]
                 model.prior.pseudo_logits.copy_(torch.from_numpy(np.log(u / (1 - u))))
-    epochs_before = len(history)
-    steps_before = int(history[-1]["steps"]) if history else 0
     model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 
@@ -223,12 +211,11 @@ def main(argv: list[str] | None = None) -> dict:
             "hyperparameters": hyper,
             "data": {"file": str(data_file.name), "n_train": int(n_train), "n_valid": int(x_valid.shape[0])},
             "resumed_from": args.resume,
-            "segments": segments + [{"resumed_from": args.resume, "epochs": len(history) - epochs_before,
-                                     "wall_time_s": round(elapsed, 2), "hyperparameters": hyper}],
+            "segments": prev.segments_with(args.resume, len(history), elapsed, hyper),
             "complete": bool(final),
             "epochs": len(history),
-            "steps": steps_before + int(global_step),
-            "wall_time_s": round(prior_wall + elapsed, 2),
+            "steps": prev.steps + int(global_step),
+            "wall_time_s": round(prev.wall_s + elapsed, 2),
             "final": history[-1] if history else None,
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "cpu_count": os.cpu_count()},
@@ -274,10 +261,10 @@ def main(argv: list[str] | None = None) -> dict:
         v_elbo, v_rec, v_kl = evaluate(xv)
         elapsed = time.perf_counter() - t0
         history.append({
-            "epoch": epoch, "steps": steps_before + int(global_step), "fraction_of_epoch": round(seen / (steps_per_epoch * args.batch), 4),
+            "epoch": epoch, "steps": prev.steps + int(global_step), "fraction_of_epoch": round(seen / (steps_per_epoch * args.batch), 4),
             "train_elbo": round(elbo_sum / seen, 4), "valid_elbo": round(v_elbo, 4),
             "valid_reconstruction": round(v_rec, 4), "valid_kl": round(v_kl, 4),
-            "lr": float(f"{lr:.6g}"), "wall_s": round(prior_wall + elapsed, 2),
+            "lr": float(f"{lr:.6g}"), "wall_s": round(prev.wall_s + elapsed, 2),
             "epoch_s": round(time.perf_counter() - t_epoch, 2),
         })
         log(f"epoch {epoch:4d}  train {elbo_sum / seen:9.3f}  valid {v_elbo:9.3f} "
