@@ -65,7 +65,8 @@ def plot_report(path: str | Path, out: str | Path) -> Path:
     ax_kl.invert_yaxis()
     ax_kl.set_xlabel("nats per data point")
     ax_kl.set_title("average KL = index-code MI + marginal KL")
-    ax_kl.legend(loc="lower right", fontsize=8)
+    # below the axes, so it never covers a bar
+    ax_kl.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8, frameon=False)
 
     elbo = val("elbo")
     ci = np.array([root["elbo_ci"].sel(model=m, prior=p).values for m, p in rows], dtype=float)
