@@ -34,7 +34,17 @@ def _pyplot():  # noqa: ANN202 - matplotlib is an optional dependency
 def plot_report(path: str | Path, out: str | Path) -> Path:
     """Draw the report at ``path`` into the image file ``out``."""
     plt = _pyplot()
-    tree = xr.open_datatree(path, engine="netcdf4")
+    with xr.open_datatree(path, engine="netcdf4") as tree:
+        fig = report_figure(tree)
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def report_figure(tree: xr.DataTree):  # noqa: ANN201 - a matplotlib Figure
+    """The figure of an open report: decomposition bars, ELBO intervals, and q(z) for 2-D latents."""
+    plt = _pyplot()
     root = tree.to_dataset()
     rows = [
         (str(m), str(p))
@@ -100,8 +110,4 @@ def plot_report(path: str | Path, out: str | Path) -> Path:
         ax.set_title(f"{model}: q(z) (filled) vs N(0, I) (lines)")
         ax.set_aspect("equal")
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    tree.close()
-    return out
+    return fig
