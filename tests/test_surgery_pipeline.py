@@ -115,6 +115,11 @@ def test_surgery_pipeline_small(data_file, tmp_path):
     compare = (out / "priors_train_compare.md").read_text()
     assert "vae20@native" in compare and "vae20_vamp@aggregate" in compare
 
+    # the training curves of the table's models (vae2_long, and vae20 which has no continuation)
+    pytest.importorskip("matplotlib")
+    png = rep.plot_training(weights, tmp_path / "curves.png")
+    assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
+
     # held out: the training set's q(z) scored as a fixed prior on the test set
     held = rep.main(["--weights-dir", str(weights), "--out-dir", str(out), "--splits", "train,test",
                      "--steps", "heldout", "--limit", "200", "--bootstrap", "20", "--no-plots",

@@ -424,6 +424,48 @@ def training_table(weights_dir: Path, names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_training(weights_dir: Path, out: Path) -> Path | None:
+    """Training curves of the H&J table's models: train and valid ELBO against wall time, the
+    published (training-set) ELBO as a dashed line, and where each continued run began."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for d, long_name, short_name in HJ_ROWS:
+        for name in (long_name, short_name):
+            path = weights_dir / f"{MODELS[name].stem}.json"
+            if path.is_file():
+                panels.append((d, name, json.loads(path.read_text())))
+                break
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for ax, (d, name, meta) in zip(axes[0], panels):
+        curves = meta["curves"]
+        minutes = [c["wall_s"] / 60 for c in curves]
+        ax.plot(minutes, [c["train_elbo"] for c in curves], color="#4c72b0", lw=1, label="train (running mean)")
+        ax.plot(minutes, [c["valid_elbo"] for c in curves], color="#dd8452", lw=1, label="valid")
+        ax.axhline(PAPER[d]["elbo"], color="k", ls="--", lw=1, label="H&J, train")
+        start = 0.0
+        for seg in (meta.get("segments") or [])[:-1]:
+            start += seg["wall_time_s"] / 60
+            ax.axvline(start, color="0.6", lw=0.8, ls=":")
+        lo = min(c["valid_elbo"] for c in curves[len(curves) // 10:])
+        hi = max(c["train_elbo"] for c in curves)
+        ax.set_ylim(min(lo, PAPER[d]["elbo"]) - 3, max(hi, PAPER[d]["elbo"]) + 3)
+        ax.set_title(f"{name} ({d} latents)")
+        ax.set_xlabel("training wall time, minutes (1 CPU thread)")
+    axes[0, 0].set_ylabel("ELBO, nats per data point")
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def timings_table(steps: list[dict], total: float) -> str:
     lines = ["| step | command | wall time |", "|---|---|---|"]
     for st in steps:
@@ -560,6 +602,8 @@ def main(argv: list[str] | None = None) -> dict:
         blocks["heldout"] = "\n".join(heldout_md)
         summary["heldout"] = {m: read_report(out_dir / f"heldout_{m}_test.nc")[m]
                               for m in HELDOUT_MODELS if (out_dir / f"heldout_{m}_test.nc").is_file()}
+    if not args.no_plots:
+        plot_training(weights_dir, img_dir / "surgery_training_curves.png")
     blocks["training"] = training_table(weights_dir, [n for n in MODELS if n in present and not MODELS[n].via_jax])
     (out_dir / "training_table.md").write_text(blocks["training"])
     summary["steps"] = run.steps
