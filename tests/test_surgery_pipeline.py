@@ -115,6 +115,16 @@ def test_surgery_pipeline_small(data_file, tmp_path):
     compare = (out / "priors_train_compare.md").read_text()
     assert "vae20@native" in compare and "vae20_vamp@aggregate" in compare
 
+    # one file holds every report of the run, each unchanged in its own group
+    import xarray as xr
+
+    with xr.open_datatree(out / "surgery.nc", engine="netcdf4") as both, \
+            xr.open_datatree(out / "hj_train.nc", engine="netcdf4") as one:
+        assert set(both.children) == {"hj_train", "priors_train"}
+        xr.testing.assert_identical(both["hj_train"].to_dataset(inherit=False), one.to_dataset())
+        xr.testing.assert_identical(both["hj_train/replicates"].to_dataset(),
+                                    one["replicates"].to_dataset())
+
     # the training curves of the table's models (vae2_long, and vae20 which has no continuation)
     pytest.importorskip("matplotlib")
     png = rep.plot_training(weights, tmp_path / "curves.png")

@@ -19,7 +19,8 @@ does, timing every step:
    ``elbo-audit show --plot`` of each report (``OUT/img/*.png``, or ``--img-dir``);
 4. ``OUT/hj_table.md``: each term with its bootstrap interval beside the published value, the
    difference, and whether that difference is within the training gap (ours vs their ELBO);
-   ``OUT/summary.json``: every number and every step's wall time.
+   ``OUT/summary.json``: every number and every step's wall time; ``OUT/surgery.nc``: every
+   report of the run in one netCDF file, one group per report.
 
 ``--update-docs docs/results.md`` replaces the blocks between ``<!-- BEGIN generated:NAME -->``
 and ``<!-- END generated:NAME -->`` in that file with the fresh tables.
@@ -474,6 +475,29 @@ def timings_table(steps: list[dict], total: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def bundle_reports(reports: dict[str, Path], out: Path, title: str) -> Path:
+    """All of the run's reports in one netCDF file, one group each (``/hj_train``, ``/hj_test``,
+    ``/priors_train`` ...), every group an unchanged elbo-audit report with its own subgroups:
+    ``xr.open_datatree(out)["hj_train"]`` reads one back. Written to a temporary file and renamed.
+    """
+    import xarray as xr
+
+    nodes: dict[str, xr.Dataset] = {}
+    for name, path in reports.items():
+        with xr.open_datatree(path, engine="netcdf4") as tree:
+            for node in tree.subtree:
+                rel = node.relative_to(tree)
+                key = f"/{name}" + ("" if rel == "." else f"/{rel}")
+                nodes[key] = node.to_dataset(inherit=False).load()
+    combined = xr.DataTree.from_dict(nodes)
+    combined.attrs = {"title": title, "created_by": "benchmarks/surgery/reproduce.py",
+                      "groups": json.dumps(sorted(reports))}
+    tmp = out.with_name(out.name + ".tmp")
+    combined.to_netcdf(tmp, engine="netcdf4")
+    os.replace(tmp, out)
+    return out
+
+
 def update_docs(doc: Path, blocks: dict[str, str]) -> list[str]:
     """Replace ``<!-- BEGIN generated:NAME -->...<!-- END generated:NAME -->`` blocks."""
     text = doc.read_text()
@@ -609,6 +633,10 @@ def main(argv: list[str] | None = None) -> dict:
     summary["steps"] = run.steps
     blocks["timings"] = timings_table(run.steps, time.perf_counter() - t_all)
     (out_dir / "timings.md").write_text(blocks["timings"])
+    if reports:
+        bundle = bundle_reports(reports, out_dir / "surgery.nc",
+                                "ELBO surgery on binarized MNIST, reproduced: every report of one run")
+        summary["bundle"] = str(bundle)
     summary["wall_s"] = round(time.perf_counter() - t_all, 2)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     if args.update_docs:
