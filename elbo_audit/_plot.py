@@ -20,7 +20,7 @@ from ._pairwise import log_mixture_density
 __all__ = ["plot_report"]
 
 
-def _pyplot():  # noqa: ANN202 - matplotlib is an optional dependency
+def _pyplot():
     try:
         import matplotlib
 
@@ -42,7 +42,7 @@ def plot_report(path: str | Path, out: str | Path) -> Path:
     return out
 
 
-def report_figure(tree: xr.DataTree):  # noqa: ANN201 - a matplotlib Figure
+def report_figure(tree: xr.DataTree):
     """The figure of an open report: decomposition bars, ELBO intervals, and q(z) for 2-D latents."""
     plt = _pyplot()
     root = tree.to_dataset()

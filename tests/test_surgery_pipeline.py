@@ -152,9 +152,8 @@ def test_surgery_pipeline_small(data_file, tmp_path):
 def test_jax_training_loads_into_both_references(data_file, tmp_path):
     pytest.importorskip("jax")
     torch = pytest.importorskip("torch")
-    from safetensors.numpy import load_file
-
     from elbo_audit_torch.reference import mlp_vae
+    from safetensors.numpy import load_file
 
     train_jax = _load("train_jax")
     res = train_jax.main(["--latent", "3", "--hidden", "8", "--train-limit", "200", "--valid-limit", "100",

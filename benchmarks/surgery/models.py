@@ -26,12 +26,11 @@ import math
 
 import torch
 import torch.distributions as td
+from elbo_audit_torch import TorchVAE, VampPrior
+from elbo_audit_torch.reference import MLPVAE, MLPDecoder, MLPEncoder, mlp_vae
 from torch import nn
 
-from elbo_audit_torch import TorchVAE, VampPrior
-from elbo_audit_torch.reference import MLPDecoder, MLPEncoder, MLPVAE, mlp_vae
-
-__all__ = ["mlp_vae", "mog_vae", "vamp_vae", "MoGPrior", "PseudoInputs", "MoGVAE", "VampVAE", "build"]
+__all__ = ["MoGPrior", "MoGVAE", "PseudoInputs", "VampVAE", "build", "mlp_vae", "mog_vae", "vamp_vae"]
 
 
 class MoGPrior(nn.Module):

@@ -48,7 +48,7 @@ REPO = HERE.parents[1]
 
 
 
-def _load_local():  # noqa: ANN202
+def _load_local():
     """This folder's helpers (_data.py) under unique module names."""
     import importlib.util
 
@@ -239,7 +239,7 @@ class Runner:
         shown = "elbo-audit " + " ".join(shlex.quote(_short(a)) for a in argv)
         self.log(f"[{name}] {shown}")
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)  # rc checked below
         dt = time.perf_counter() - t0
         self.steps.append({"step": name, "command": shown, "wall_s": round(dt, 2), "rc": proc.returncode})
         if proc.returncode != 0:
@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg_dir = out_dir / "configs"
     out_dir.mkdir(parents=True, exist_ok=True)
     splits = [s for s in args.splits.split(",") if s]
-    steps = set(s for s in args.steps.split(",") if s)
+    steps = {s for s in args.steps.split(",") if s}
 
     present = {}
     for name, spec in MODELS.items():

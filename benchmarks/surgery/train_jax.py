@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def _load_local():  # noqa: ANN202
+def _load_local():
     """This folder's helpers (models.py, _data.py) under unique module names."""
     import importlib.util
 
@@ -79,9 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from safetensors.numpy import save_file
-
     from elbo_audit_jax import flatten_params, load_params
+    from safetensors.numpy import save_file
 
     _data = _load_local().load("_data")
     load_split, npz_path = _data.load_split, _data.npz_path

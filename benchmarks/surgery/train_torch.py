@@ -40,7 +40,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def _load_local():  # noqa: ANN202
+def _load_local():
     """This folder's helpers (models.py, _data.py) under unique module names."""
     import importlib.util
 
