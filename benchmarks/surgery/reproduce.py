@@ -292,7 +292,7 @@ def _fmt(x: float, nd: int = 2) -> str:
 
 
 def _with_ci(v: tuple[float, float, float, float]) -> str:
-    val, se, lo, hi = v
+    val, _se, lo, hi = v
     if not math.isfinite(val):
         return "n/a"
     ci = f" [{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(lo) and math.isfinite(hi) else ""
