@@ -59,6 +59,24 @@ def test_update_docs_replaces_only_marked_blocks(tmp_path):
     assert doc.read_text() == "a\n<!-- BEGIN generated:t -->\nnew\n<!-- END generated:t -->\nb\n"
 
 
+def test_learning_rate_schedule_both_trainers_use():
+    import argparse
+
+    runs = _load("_runs")
+    args = argparse.Namespace(lr=1e-3, lr_final=0.1, decay_tail=0.4, epochs=10, max_steps=None, minutes=0)
+    sched = runs.Schedule.from_args(args, steps_per_epoch=100)  # 1000 steps, no time budget
+    assert sched.total_steps == 1000 and sched.budget_s == math.inf
+    assert sched.lr_at(0, 0.0) == sched.lr_at(600, 0.0) == 1e-3  # constant until 60%
+    assert sched.lr_at(800, 0.0) == pytest.approx((1e-3 + 1e-4) / 2)  # cosine half-way: the mean
+    assert sched.lr_at(1000, 0.0) == pytest.approx(1e-4) == sched.lr_at(5000, 0.0)
+    # a wall-clock budget counts when it is further along than the steps
+    timed = runs.Schedule.from_args(argparse.Namespace(**{**vars(args), "minutes": 1.0}), 100)
+    assert timed.lr_at(10, 48.0) == pytest.approx((1e-3 + 1e-4) / 2)  # 80% of 60 s
+    assert timed.lr_at(800, 1.0) == pytest.approx((1e-3 + 1e-4) / 2)  # 80% of the steps
+    capped = runs.Schedule.from_args(argparse.Namespace(**{**vars(args), "max_steps": 3}), 100)
+    assert capped.total_steps == 3
+
+
 def test_surgery_pipeline_small(data_file, tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("elbo_audit_torch")

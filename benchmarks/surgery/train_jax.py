@@ -43,25 +43,8 @@ def _load_local():
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--latent", type=int, default=20)
-    p.add_argument("--hidden", type=int, default=500)
-    p.add_argument("--activation", default="tanh", choices=["tanh", "relu"])
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-final", type=float, default=0.1)
-    p.add_argument("--decay-tail", type=float, default=0.3)
-    p.add_argument("--epochs", type=int, default=10_000)
-    p.add_argument("--minutes", type=float, default=12.0, help="wall-clock budget; 0 = none")
-    p.add_argument("--seed", type=int, default=0)
+    _load_local().load("_runs").add_common_arguments(p)
     p.add_argument("--threads", type=int, default=1, help="XLA CPU threads (set before jax starts)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--train-limit", type=int, default=None)
-    p.add_argument("--valid-limit", type=int, default=None)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--checkpoint-every", type=int, default=1)
-    p.add_argument("--resume", default=None, help="OUT prefix of a checkpoint to start from")
-    p.add_argument("--out", required=True)
-    p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
 
@@ -160,22 +143,11 @@ def main(argv: list[str] | None = None) -> dict:
     xt = jnp.asarray(x_train)
     xv = jnp.asarray(x_valid)
 
-    budget_s = args.minutes * 60.0 if args.minutes and args.minutes > 0 else math.inf
     steps_per_epoch = max(1, n_train // args.batch)
-    total_steps = args.epochs * steps_per_epoch
-    if args.max_steps is not None:
-        total_steps = min(total_steps, args.max_steps)
+    schedule = _load_local().load("_runs").Schedule.from_args(args, steps_per_epoch)
+    total_steps = schedule.total_steps
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-
-    def lr_at(step: int, elapsed: float) -> float:
-        frac = min(1.0, max(step / total_steps, elapsed / budget_s if budget_s < math.inf else 0.0))
-        start = 1.0 - args.decay_tail
-        if args.decay_tail <= 0 or frac <= start:
-            return args.lr
-        u = min(1.0, (frac - start) / args.decay_tail)
-        lo = args.lr * args.lr_final
-        return lo + 0.5 * (args.lr - lo) * (1 + math.cos(math.pi * u))
 
     global_step = 0
 
@@ -233,10 +205,10 @@ def main(argv: list[str] | None = None) -> dict:
         t_epoch = time.perf_counter()
         for i in range(steps_per_epoch):
             elapsed = time.perf_counter() - t0
-            if elapsed >= budget_s or global_step >= total_steps:
+            if elapsed >= schedule.budget_s or global_step >= total_steps:
                 stop = True
                 break
-            lr = lr_at(global_step, elapsed)
+            lr = schedule.lr_at(global_step, elapsed)
             idx = perm[i * args.batch:(i + 1) * args.batch]
             key, sub = jax.random.split(key)
             params, m, v, t, es = step(params, m, v, t, jnp.float32(lr), xt[idx], sub)

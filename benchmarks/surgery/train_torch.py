@@ -55,32 +55,12 @@ def _load_local():
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--latent", type=int, default=20)
-    p.add_argument("--hidden", type=int, default=500)
-    p.add_argument("--activation", default="tanh", choices=["tanh", "relu"])
+    _load_local().load("_runs").add_common_arguments(p)
     p.add_argument("--prior", default="standard_normal", choices=["standard_normal", "mog", "vamp"])
     p.add_argument("--components", type=int, default=None,
                    help="mixture components (mog, default 10) or pseudo-inputs (vamp, default 100)")
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-final", type=float, default=0.1,
-                   help="learning rate at the end of the budget, as a fraction of --lr")
-    p.add_argument("--decay-tail", type=float, default=0.3,
-                   help="cosine-decay the learning rate over this last fraction of the budget")
-    p.add_argument("--epochs", type=int, default=10_000, help="at most this many epochs")
-    p.add_argument("--minutes", type=float, default=12.0, help="wall-clock budget; 0 = none")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (CPU)")
-    p.add_argument("--data-dir", default=None, help="folder holding binarized_mnist/ (default: "
-                   "$ELBO_AUDIT_DATA_DIR or ../shared/data relative to the repository root)")
-    p.add_argument("--train-limit", type=int, default=None, help="first rows of train only (tests)")
-    p.add_argument("--valid-limit", type=int, default=None, help="first rows of valid only (tests)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
-    p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
-    p.add_argument("--resume", default=None, help="OUT prefix of a checkpoint to start from")
-    p.add_argument("--out", required=True, help="output prefix: writes OUT.safetensors and OUT.json")
-    p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
 
@@ -166,24 +146,11 @@ def main(argv: list[str] | None = None) -> dict:
         n = x.shape[0]
         return (rec_sum - kl_sum) / n, rec_sum / n, kl_sum / n
 
-    budget_s = args.minutes * 60.0 if args.minutes and args.minutes > 0 else math.inf
     steps_per_epoch = max(1, n_train // args.batch)
-    total_steps = args.epochs * steps_per_epoch
-    if args.max_steps is not None:
-        total_steps = min(total_steps, args.max_steps)
+    schedule = _local.load("_runs").Schedule.from_args(args, steps_per_epoch)
+    total_steps = schedule.total_steps
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-
-    def progress(step: int, elapsed: float) -> float:
-        return min(1.0, max(step / total_steps, elapsed / budget_s if budget_s < math.inf else 0.0))
-
-    def lr_at(frac: float) -> float:
-        start = 1.0 - args.decay_tail
-        if args.decay_tail <= 0 or frac <= start:
-            return args.lr
-        t = min(1.0, (frac - start) / args.decay_tail)
-        lo = args.lr * args.lr_final
-        return lo + 0.5 * (args.lr - lo) * (1 + math.cos(math.pi * t))
 
     def save(final: bool, elapsed: float) -> None:
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
@@ -238,10 +205,10 @@ def main(argv: list[str] | None = None) -> dict:
         t_epoch = time.perf_counter()
         for i in range(steps_per_epoch):
             elapsed = time.perf_counter() - t0
-            if elapsed >= budget_s or global_step >= total_steps:
+            if elapsed >= schedule.budget_s or global_step >= total_steps:
                 stop = True
                 break
-            lr = lr_at(progress(global_step, elapsed))
+            lr = schedule.lr_at(global_step, elapsed)
             for group in opt.param_groups:
                 group["lr"] = lr
             xb = xt[perm[i * args.batch:(i + 1) * args.batch]]
