@@ -26,10 +26,10 @@ N points from G and runs the audit's estimators on it. Two truths are used:
 Methods compared (nominal 95%): ``pct`` and ``bca`` (the paired bootstrap of
 per-datapoint contributions with q(z) fixed, 1000 replicates), ``pct+i`` and
 ``bca+i`` (the same with the pairwise-interaction adjustment of
-index_code_mi/marginal_kl, :func:`elbo_audit._interaction.interaction_adjusted_terms`),
+index_code_mi/marginal_kl, :func:`elbo_audit._estimation.interaction.interaction_adjusted_terms`),
 ``naive`` (percentile interval of the naive bootstrap that resamples the
 mixture components of q(z), 200 replicates), ``mc1`` (value +- 1.96 se of one
-run) and ``mc2`` (two pooled sweeps, :mod:`elbo_audit._adaptive`).
+run) and ``mc2`` (two pooled sweeps, :mod:`elbo_audit._estimation.adaptive`).
 """
 
 from __future__ import annotations
@@ -49,21 +49,21 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ELBO
 
 import numpy as np  # noqa: E402
 
-from elbo_audit._adaptive import merge_decompositions, sweep_rng  # noqa: E402
-from elbo_audit._bootstrap import (  # noqa: E402
+from elbo_audit._estimation.adaptive import merge_decompositions, sweep_rng  # noqa: E402
+from elbo_audit._estimation.bootstrap import (  # noqa: E402
     BootstrapPlan,
     mc_interval,
     replicates_many,
     term_interval,
 )
-from elbo_audit._interaction import (  # noqa: E402
+from elbo_audit._estimation.interaction import (  # noqa: E402
     HOEFFDING_GAMMA,
     interaction_adjusted_terms,
     mixture_interaction,
 )
-from elbo_audit._estimators import decompose_kl  # noqa: E402
-from elbo_audit._families import DiagonalGaussian  # noqa: E402
-from elbo_audit._priors import StandardNormal  # noqa: E402
+from elbo_audit._estimation.estimators import decompose_kl  # noqa: E402
+from elbo_audit._model.families import DiagonalGaussian  # noqa: E402
+from elbo_audit._model.priors import StandardNormal  # noqa: E402
 
 LOG_2PI = math.log(2 * math.pi)
 Z95 = 1.959963984540054

@@ -7,8 +7,8 @@ intervals, in nats per data point.
 
 from __future__ import annotations
 
-from ._audit import AuditSettings, ModelAudit, PriorAudit, audit_model, audit_posteriors, encode_all
-from ._bootstrap import BootstrapPlan
+from ._audit.audit import AuditSettings, ModelAudit, PriorAudit, audit_model, audit_posteriors, encode_all
+from ._estimation.bootstrap import BootstrapPlan
 from ._errors import (
     AuditError,
     DataError,
@@ -18,7 +18,7 @@ from ._errors import (
     UnsafeArtifactError,
     UsageError,
 )
-from ._estimators import (
+from ._estimation.estimators import (
     KLDecomposition,
     avg_kl,
     decompose_kl,
@@ -27,10 +27,10 @@ from ._estimators import (
     marginal_kl,
     total_correlation,
 )
-from ._families import POSTERIOR_PARAMS, DiagonalGaussian, posterior_from_params
-from ._mc import TermEstimate
-from ._pairwise import log_mixture_density, log_mixture_marginals
-from ._priors import (
+from ._model.families import POSTERIOR_PARAMS, DiagonalGaussian, posterior_from_params
+from ._estimation.mc import TermEstimate
+from ._kernels.numpy_backend import log_mixture_density, log_mixture_marginals
+from ._model.priors import (
     DiagonalGaussianPrior,
     LazyStandardNormal,
     MixtureOfGaussians,
@@ -38,7 +38,7 @@ from ._priors import (
     aggregate_posterior_prior,
     vamp_prior,
 )
-from ._protocols import AuditModel, Decoder, Encoder, Prior
+from ._model.protocols import AuditModel, Decoder, Encoder, Prior
 from ._version import __version__
 from .hookspecs import AdapterInfo, Dataset, DatasetInfo, ModelRef, PriorInfo, hookimpl
 

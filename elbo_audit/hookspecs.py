@@ -21,7 +21,7 @@ from typing import Any
 import pluggy
 from numpy.typing import NDArray
 
-from ._protocols import AuditModel, Prior
+from ._model.protocols import AuditModel, Prior
 
 __all__ = [
     "hookspec",

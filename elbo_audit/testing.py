@@ -59,11 +59,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._audit import AuditSettings, ModelAudit, audit_model
+from ._audit.audit import AuditSettings, ModelAudit, audit_model
 from ._errors import AuditError, UnsafeArtifactError
-from ._estimators import decompose_kl
-from ._families import DiagonalGaussian
-from ._protocols import AuditModel, Decoder, Encoder, Prior
+from ._estimation.estimators import decompose_kl
+from ._model.families import DiagonalGaussian
+from ._model.protocols import AuditModel, Decoder, Encoder, Prior
 
 __all__ = [
     "CHECKS",

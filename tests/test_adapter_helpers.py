@@ -7,8 +7,8 @@ import pytest
 
 import elbo_audit as ea
 from elbo_audit import testing
-from elbo_audit._artifacts import PICKLE_SUFFIXES, misfit, read_npz
-from elbo_audit._reference import reference_parameter_shapes
+from elbo_audit._model.artifacts import PICKLE_SUFFIXES, misfit, read_npz
+from elbo_audit._model.reference import reference_parameter_shapes
 
 WHERE = "model 'm' (test adapter)"
 
@@ -152,7 +152,7 @@ def test_read_npz_tells_a_pickle_from_a_file_that_is_not_an_archive(tmp_path) ->
     import pickle
 
     from elbo_audit import ModelError, UnsafeArtifactError
-    from elbo_audit._artifacts import read_npz
+    from elbo_audit._model.artifacts import read_npz
 
     def refuse(path, why):
         return UnsafeArtifactError(f"{path}: {why}")

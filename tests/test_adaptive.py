@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from elbo_audit._adaptive import (
+from elbo_audit._estimation.adaptive import (
     AdaptiveRecord,
     decompose_kl_to_target,
     decompose_priors_to_target,
@@ -18,10 +18,10 @@ from elbo_audit._adaptive import (
     pool_subsets,
     sweep_rng,
 )
-from elbo_audit._estimators import decompose_kl
-from elbo_audit._families import DiagonalGaussian
-from elbo_audit._mc import TermEstimate, stratified_estimate
-from elbo_audit._priors import DiagonalGaussianPrior, StandardNormal
+from elbo_audit._estimation.estimators import decompose_kl
+from elbo_audit._model.families import DiagonalGaussian
+from elbo_audit._estimation.mc import TermEstimate, stratified_estimate
+from elbo_audit._model.priors import DiagonalGaussianPrior, StandardNormal
 
 
 def _posteriors(n: int, d: int, sigma: float, seed: int = 0) -> DiagonalGaussian:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from elbo_audit._bootstrap import (
+from elbo_audit._estimation.bootstrap import (
     CI_METHODS,
     BootstrapPlan,
     acceleration,
@@ -21,7 +21,7 @@ from elbo_audit._bootstrap import (
     term_interval,
     term_jackknife,
 )
-from elbo_audit._mc import TermEstimate
+from elbo_audit._estimation.mc import TermEstimate
 
 
 def _term(c: np.ndarray, index: np.ndarray | None = None) -> TermEstimate:
@@ -276,8 +276,8 @@ def test_normal_and_mc_intervals() -> None:
 def test_mixture_interaction_exact_for_coincident_clusters() -> None:
     # components that coincide share every draw equally: r = 1/m inside a cluster of
     # m points and 0 between far clusters, so R_i = (m - 1) log(m / (m - 1)) exactly
-    from elbo_audit._interaction import mixture_interaction
-    from elbo_audit._families import DiagonalGaussian
+    from elbo_audit._estimation.interaction import mixture_interaction
+    from elbo_audit._model.families import DiagonalGaussian
 
     mean = np.array([[0.0]] * 2 + [[1000.0]] * 4 + [[-1000.0]])
     q = DiagonalGaussian(mean, np.ones_like(mean))
@@ -292,8 +292,8 @@ def test_mixture_interaction_is_the_jackknife_effect_on_the_others() -> None:
     # mixture, up to the constant log(N/(N-1)); check against quadrature
     from scipy.special import logsumexp
 
-    from elbo_audit._interaction import mixture_interaction
-    from elbo_audit._families import DiagonalGaussian
+    from elbo_audit._estimation.interaction import mixture_interaction
+    from elbo_audit._model.families import DiagonalGaussian
 
     rng = np.random.default_rng(11)
     n = 30
@@ -317,7 +317,7 @@ def test_mixture_interaction_is_the_jackknife_effect_on_the_others() -> None:
 
 
 def test_interaction_adjustment_preserves_values_and_avg_kl() -> None:
-    from elbo_audit._interaction import HOEFFDING_GAMMA, interaction_adjusted_terms
+    from elbo_audit._estimation.interaction import HOEFFDING_GAMMA, interaction_adjusted_terms
 
     rng = np.random.default_rng(12)
     n = 50
@@ -339,7 +339,7 @@ def test_interaction_adjustment_preserves_values_and_avg_kl() -> None:
 def test_interaction_adjustment_under_the_aggregate_posterior_prior() -> None:
     # log p = log q: avg_kl is index_code_mi, marginal_kl is 0, and the ELBO gain over
     # another prior must still equal that prior's marginal_kl + residual, replicate by replicate
-    from elbo_audit._interaction import interaction_adjusted_terms
+    from elbo_audit._estimation.interaction import interaction_adjusted_terms
 
     rng = np.random.default_rng(13)
     n = 60

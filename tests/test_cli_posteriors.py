@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from elbo_audit._cli import main
+from elbo_audit._cli.main import main
 
 TERMS = (
     "elbo", "reconstruction", "avg_kl", "index_code_mi", "marginal_kl",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from elbo_audit._cli import main
+from elbo_audit._cli.main import main
 
 
 def _enc(path: Path, n: int = 300, d: int = 2, seed: int = 5) -> Path:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from elbo_audit._cli import main
+from elbo_audit._cli.main import main
 
 pytest.importorskip("elbo_audit_torch")
 pytest.importorskip("elbo_audit_jax")

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from elbo_audit import _run as run_module
-from elbo_audit._cli import main
+from elbo_audit._cli import run as run_module
+from elbo_audit._cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

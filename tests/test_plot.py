@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from elbo_audit._cli import main
+from elbo_audit._cli.main import main
 
 pytest.importorskip("matplotlib")
 
@@ -26,7 +26,7 @@ def _report(tmp_path: Path, d: int, pointwise: bool) -> Path:
 
 
 def test_bars_are_the_reports_terms(tmp_path: Path) -> None:
-    from elbo_audit._plot import report_figure
+    from elbo_audit._report.plot import report_figure
 
     path = _report(tmp_path, d=2, pointwise=True)
     with xr.open_datatree(path, engine="netcdf4") as tree:
@@ -54,7 +54,7 @@ def test_show_writes_a_png_and_needs_no_pointwise(tmp_path: Path) -> None:
     png = tmp_path / "p.png"
     assert main(["show", str(path), "--plot", str(png), "--quiet"]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from elbo_audit._plot import report_figure
+    from elbo_audit._report.plot import report_figure
 
     with xr.open_datatree(path, engine="netcdf4") as tree:
         assert len(report_figure(tree).axes) == 2  # q(z) is pictured for 2-D latents only

@@ -160,7 +160,7 @@ def test_surgery_pipeline_small(data_file, tmp_path):
     assert "train_q" in (out / "heldout_vae20_test.md").read_text()
 
     # the configs are plain elbo-audit configs, and the reports pass the schema check
-    from elbo_audit._cli import main as cli
+    from elbo_audit._cli.main import main as cli
 
     assert (out / "configs" / "hj_train.toml").is_file()
     for name in ("hj_train", "priors_train", "heldout_vae20_test"):

@@ -3,7 +3,7 @@
 The data is never copied into the repository. Its folder is, in order of precedence:
 ``--data-dir DIR`` on a command line, the environment variable ``ELBO_AUDIT_DATA_DIR``, or
 ``../shared/data`` relative to the repository root. Files are loaded through the core's
-``elbo_audit._io.load_array_file``, which checks the sha256 against ``SOURCES.txt``.
+``elbo_audit._cli.io.load_array_file``, which checks the sha256 against ``SOURCES.txt``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def load_split(split: str, override: str | os.PathLike[str] | None = None, limit
 
     The sha256 is verified against ``SOURCES.txt`` by the core's loader.
     """
-    from elbo_audit._io import load_array_file
+    from elbo_audit._cli.io import load_array_file
 
     ds = load_array_file(f"{npz_path(override)}:{split}", limit=limit)
     x = np.asarray(ds.x).reshape(ds.x.shape[0], -1)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from elbo_audit import ModelError, UnsafeArtifactError, UsageError
-from elbo_audit._artifacts import PICKLE_SUFFIXES, misfit, read_npz
+from elbo_audit._model.artifacts import PICKLE_SUFFIXES, misfit, read_npz
 
 __all__ = [
     "read_flat",

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from elbo_audit._reference import reference_parameter_shapes
+from elbo_audit._model.reference import reference_parameter_shapes
 
 from ._spec import JaxVAE
 

@@ -109,7 +109,7 @@ def test_claims():
 
 
 def test_entry_point_is_registered():
-    from elbo_audit._plugins import PluginHost
+    from elbo_audit._cli.plugins import PluginHost
 
     host = PluginHost()
     if "jax" not in host.adapters():
@@ -118,8 +118,8 @@ def test_entry_point_is_registered():
 
 
 def test_load_model_through_the_core(tmp_path, npref, ref_file, ref_weights, data):
-    from elbo_audit._models import load_model, sha256_file
-    from elbo_audit._plugins import PluginHost
+    from elbo_audit._cli.models import load_model, sha256_file
+    from elbo_audit._cli.plugins import PluginHost
 
     import elbo_audit_jax
 

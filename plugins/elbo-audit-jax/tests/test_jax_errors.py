@@ -9,8 +9,8 @@ import pytest
 import elbo_audit as ea
 import elbo_audit_jax
 from elbo_audit import testing
-from elbo_audit._models import load_model
-from elbo_audit._plugins import PluginHost
+from elbo_audit._cli.models import load_model
+from elbo_audit._cli.plugins import PluginHost
 from elbo_audit_jax import JaxVAE, wrap
 from elbo_audit_jax.reference import mlp_vae
 

@@ -14,7 +14,7 @@ from sklearn.datasets import load_digits
 
 import elbo_audit_sklearn
 from elbo_audit import AuditModel
-from elbo_audit._plugins import PluginHost
+from elbo_audit._cli.plugins import PluginHost
 from elbo_audit.hookspecs import AdapterInfo, DatasetInfo, ModelRef
 from elbo_audit_sklearn.examples import digits_pca
 
@@ -65,7 +65,7 @@ def test_digits_dataset() -> None:
 
 def test_core_loader_opens_a_skops_file(tmp_path: Path) -> None:
     """The core's model loader picks this adapter by suffix and wraps the file's estimator."""
-    models = pytest.importorskip("elbo_audit._models")
+    models = pytest.importorskip("elbo_audit._cli.models")
     est = digits_pca(n_components=3)
     path = tmp_path / "pca.skops"
     sio.dump(est, path)
@@ -78,7 +78,7 @@ def test_core_loader_opens_a_skops_file(tmp_path: Path) -> None:
 
 
 def test_core_loader_calls_the_example_factory() -> None:
-    models = pytest.importorskip("elbo_audit._models")
+    models = pytest.importorskip("elbo_audit._cli.models")
     host = PluginHost(entry_points=False)
     host.register(elbo_audit_sklearn, "sklearn")
     ref = ModelRef(

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from elbo_audit import ModelError, UnsafeArtifactError
-from elbo_audit._artifacts import PICKLE_SUFFIXES, misfit, read_npz
+from elbo_audit._model.artifacts import PICKLE_SUFFIXES, misfit, read_npz
 
 __all__ = ["read_weights", "extract_state_dict", "load_into", "PICKLE_SUFFIXES"]
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")

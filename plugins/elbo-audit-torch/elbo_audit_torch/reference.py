@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from elbo_audit._reference import reference_parameter_shapes
+from elbo_audit._model.reference import reference_parameter_shapes
 
 from ._spec import TorchVAE
 

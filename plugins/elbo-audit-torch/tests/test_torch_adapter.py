@@ -143,7 +143,7 @@ def test_claims():
 
 
 def test_entry_point_is_registered():
-    from elbo_audit._plugins import PluginHost
+    from elbo_audit._cli.plugins import PluginHost
 
     host = PluginHost()
     if "torch" not in host.adapters():
@@ -154,8 +154,8 @@ def test_entry_point_is_registered():
 
 def test_load_model_through_the_core(tmp_path, npref, ref_file, ref_weights, data):
     """The core's factory path: file.py:function, options, sha256 of the weights, the adapter named."""
-    from elbo_audit._models import load_model, sha256_file
-    from elbo_audit._plugins import PluginHost
+    from elbo_audit._cli.models import load_model, sha256_file
+    from elbo_audit._cli.plugins import PluginHost
 
     import elbo_audit_torch
 

@@ -11,8 +11,8 @@ from torch import nn
 import elbo_audit as ea
 import elbo_audit_torch
 from elbo_audit import testing
-from elbo_audit._models import load_model
-from elbo_audit._plugins import PluginHost
+from elbo_audit._cli.models import load_model
+from elbo_audit._cli.plugins import PluginHost
 from elbo_audit_torch import TorchVAE, wrap
 from elbo_audit_torch.reference import mlp_vae
 

@@ -9,8 +9,8 @@ import torch
 import elbo_audit as ea
 import elbo_audit_torch
 from elbo_audit import testing
-from elbo_audit._models import load_model
-from elbo_audit._plugins import PluginHost
+from elbo_audit._cli.models import load_model
+from elbo_audit._cli.plugins import PluginHost
 from elbo_audit_torch import wrap
 from elbo_audit_torch.reference import mlp_vae
 
@@ -74,7 +74,7 @@ def test_trap_through_the_core_exits_4(tmp_path, trap):
 
 
 def test_trap_through_the_command_line_exits_4(tmp_path, trap, data, capsys):
-    from elbo_audit._cli import main
+    from elbo_audit._cli.main import main
 
     path, marker = trap
     factory = tmp_path / "f.py"

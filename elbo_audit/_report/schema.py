@@ -6,8 +6,8 @@ from pathlib import Path
 
 import xarray as xr
 
-from ._errors import DataError
-from ._report import CONVENTIONS, TERMS
+from .._errors import DataError
+from .build import CONVENTIONS, TERMS
 
 __all__ = ["open_report", "validate_report", "REQUIRED_ATTRS"]
 

@@ -44,7 +44,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtr, ndtri
 
-from ._mc import TermEstimate
+from .mc import TermEstimate
 
 __all__ = [
     "BootstrapPlan",

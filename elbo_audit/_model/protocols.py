@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-from ._families import DiagonalGaussian
+from .families import DiagonalGaussian
 
 __all__ = ["Encoder", "Decoder", "Prior", "AuditModel"]
 

@@ -1,6 +1,6 @@
 """Adaptive Monte Carlo: add independent sweeps until every standard error meets a target.
 
-A *sweep* is one call of :func:`elbo_audit._estimators.decompose_kl` (or of a
+A *sweep* is one call of :func:`elbo_audit._estimation.estimators.decompose_kl` (or of a
 reconstruction estimator) with its own random stream. Sweeps are independent
 given the dataset, so they pool exactly:
 
@@ -14,13 +14,13 @@ given the dataset, so they pool exactly:
       SS = sum_j (k_j - 1) k_j N^2 se_j^2 + sum_j k_j sum_n (c_jn - c_n)^2,
       se^2 = SS / ((K - 1) K N^2),
 
-  which equals what :func:`elbo_audit._mc.stratified_estimate` gives on all
+  which equals what :func:`elbo_audit._estimation.mc.stratified_estimate` gives on all
   K draws at once (the first part recovers each sweep's within-point sum of
   squares from its standard error; sweeps with k_j = 1 contribute only
   through the second part, so a single-draw pilot is superseded);
 * terms on a random subset of data points (``index`` given): all draws are
   concatenated (a point drawn twice counts twice, see
-  :func:`elbo_audit._bootstrap.replicates_many`) and
+  :func:`elbo_audit._estimation.bootstrap.replicates_many`) and
   ``se = sqrt(sum_j m_j^2 se_j^2) / sum_j m_j``;
 * closed forms (``se == 0``, e.g. ``avg_kl`` under a Gaussian prior) and
   terms that are zero by construction are averaged and keep ``se = 0``.
@@ -42,11 +42,11 @@ from typing import Any, final
 
 import numpy as np
 
-from ._estimators import KLDecomposition, decompose_kl
-from ._families import DiagonalGaussian
-from ._mc import TermEstimate
-from ._pairwise import Form
-from ._protocols import Prior
+from .estimators import KLDecomposition, decompose_kl
+from .._model.families import DiagonalGaussian
+from .mc import TermEstimate
+from .._kernels.numpy_backend import Form
+from .._model.protocols import Prior
 
 __all__ = [
     "AdaptiveRecord",

@@ -16,14 +16,14 @@ from typing import Any, final
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _progress as progress
-from ._adaptive import AdaptiveRecord, decompose_priors_to_target, estimate_to_target
-from ._errors import ModelError
-from ._estimators import KLDecomposition, decompose_kl
-from ._families import DiagonalGaussian
-from ._mc import TermEstimate, stratified_estimate
-from ._pairwise import Form
-from ._protocols import AuditModel, Decoder, Encoder, Prior
+from .._cli import progress as progress
+from .._estimation.adaptive import AdaptiveRecord, decompose_priors_to_target, estimate_to_target
+from .._errors import ModelError
+from .._estimation.estimators import KLDecomposition, decompose_kl
+from .._model.families import DiagonalGaussian
+from .._estimation.mc import TermEstimate, stratified_estimate
+from .._kernels.numpy_backend import Form
+from .._model.protocols import AuditModel, Decoder, Encoder, Prior
 
 __all__ = ["AuditSettings", "PriorAudit", "ModelAudit", "encode_all", "audit_posteriors", "audit_model"]
 

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._audit import AuditSettings, ModelAudit, stream
-from ._bootstrap import CI_METHODS, BootstrapPlan, replicates_many, term_acceleration, term_interval
-from ._interaction import interaction_adjusted_terms, mixture_interaction
-from ._errors import UsageError
+from .._audit.audit import AuditSettings, ModelAudit, stream
+from .._estimation.bootstrap import CI_METHODS, BootstrapPlan, replicates_many, term_acceleration, term_interval
+from .._estimation.interaction import interaction_adjusted_terms, mixture_interaction
+from .._errors import UsageError
 
 __all__ = ["TERMS", "LONG_NAMES", "SCHEMA_VERSION", "build_report", "write_report"]
 
@@ -99,7 +99,7 @@ def build_report(
     interaction_adjust : bool
         Adjust the bootstrap contributions of ``index_code_mi`` and
         ``marginal_kl`` for the pairwise interaction through q(z) (one extra
-        O(N^2 D) pass per model; see :func:`elbo_audit._interaction.interaction_adjusted_terms`).
+        O(N^2 D) pass per model; see :func:`elbo_audit._estimation.interaction.interaction_adjusted_terms`).
     pointwise : bool
         Whether to store per-datapoint contributions in ``/pointwise``.
 
@@ -294,6 +294,6 @@ def write_report(tree: xr.DataTree, path: str | os.PathLike[str]) -> Path:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-from ._errors import AuditError, UsageError
+from .._errors import AuditError, UsageError
 
 __all__ = ["main", "build_parser"]
 
@@ -126,7 +126,7 @@ def _log(args: argparse.Namespace, msg: str) -> None:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from ._plugins import PluginHost
+    from .plugins import PluginHost
 
     host = PluginHost(blocked=_blocked(args.plugin_opts))
     records = host.records()
@@ -140,14 +140,14 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from ._schema import open_report
-    from ._summary import format_summary
+    from .._report.schema import open_report
+    from .._report.summary import format_summary
 
     ds = open_report(args.report)
     print(format_summary(ds, args.format), end="" if args.format != "json" else "\n")
     ds.close()
     if args.plot:
-        from ._plot import plot_report
+        from .._report.plot import plot_report
 
         plot_report(args.report, args.plot)
         if not args.quiet:
@@ -156,7 +156,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from ._schema import open_report, validate_report
+    from .._report.schema import open_report, validate_report
 
     problems = validate_report(args.report)
     if problems:
@@ -169,7 +169,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from ._compare import compare_reports, format_comparison
+    from .._report.compare import compare_reports, format_comparison
 
     doc = compare_reports(args.reports, args.confidence)
     text = format_comparison(doc, args.format)
@@ -178,7 +178,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ._run import run_from_args
+    from .run import run_from_args
 
     return run_from_args(args, _blocked(args.plugin_opts), " ".join(shlex.quote(a) for a in sys.argv))
 
@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        from ._progress import enabled
+        from .progress import enabled
 
         handler = {"run": _cmd_run, "show": _cmd_show, "check": _cmd_check, "compare": _cmd_compare, "plugins": _cmd_plugins}
         if getattr(args, "quiet", False):

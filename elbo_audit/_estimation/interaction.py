@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _progress as progress
-from ._families import LOG_2PI, DiagonalGaussian
-from ._mc import TermEstimate
-from ._pairwise import (
+from .._cli import progress as progress
+from .._model.families import LOG_2PI, DiagonalGaussian
+from .mc import TermEstimate
+from .._kernels.numpy_backend import (
     _GEMM_ERR_FACTOR,
     _GEMM_TOL,
     Form,
@@ -78,7 +78,7 @@ def mixture_interaction(
         Draws per data point (1 is enough: its Monte Carlo noise enters the
         bootstrap variance only through ``HOEFFDING_GAMMA**2 = 0.17``).
     form : {"gemm64", "direct"}
-        Form of the pass for log q(z_s) (see :mod:`elbo_audit._pairwise`).
+        Form of the pass for log q(z_s) (see :mod:`elbo_audit._kernels.numpy_backend`).
 
     Returns
     -------

@@ -18,9 +18,9 @@ from typing import ClassVar, final
 import numpy as np
 from numpy.typing import NDArray
 
-from ._errors import DataError, ModelError
-from ._families import LOG_2PI, DiagonalGaussian
-from ._pairwise import log_mixture_density, log_mixture_marginals
+from .._errors import DataError, ModelError
+from .families import LOG_2PI, DiagonalGaussian
+from .._kernels.numpy_backend import log_mixture_density, log_mixture_marginals
 
 __all__ = [
     "StandardNormal",

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._errors import DataError, UnsafeArtifactError
-from ._families import DiagonalGaussian
-from ._models import sha256_file
-from .hookspecs import Dataset
+from .._errors import DataError, UnsafeArtifactError
+from .._model.families import DiagonalGaussian
+from .models import sha256_file
+from ..hookspecs import Dataset
 
 __all__ = ["EncodedPosteriors", "load_posteriors", "load_array_file", "verify_sources", "read_idx"]
 

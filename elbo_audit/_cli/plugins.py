@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 
 import pluggy
 
-from . import _builtin, hookspecs
-from ._errors import PluginError, UsageError
-from .hookspecs import PROJECT, AdapterInfo, DatasetInfo, PriorInfo
+from . import builtin as _builtin
+
+from .. import hookspecs
+from .._errors import PluginError, UsageError
+from ..hookspecs import PROJECT, AdapterInfo, DatasetInfo, PriorInfo
 
 __all__ = ["PluginHost", "PluginRecord"]
 
@@ -146,6 +148,6 @@ class PluginHost:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__

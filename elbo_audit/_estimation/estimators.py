@@ -12,7 +12,7 @@ q(n, z) = q(z | x_n) / N and the aggregate posterior q(z) = (1/N) sum_n q(z | x_
 * ``decomposition_residual`` = avg_kl - index_code_mi - marginal_kl.
 
 log q(z) and log q(z_j) are computed EXACTLY over all N mixture components by
-the blocked pass of :mod:`elbo_audit._pairwise`; only z is sampled. Each
+the blocked pass of :mod:`elbo_audit._kernels.numpy_backend`; only z is sampled. Each
 sample z ~ q(z | x_n) satisfies log q(z) >= log q(z | x_n) - log N, so every
 per-sample term of ``index_code_mi`` is at most log N and so is the estimate.
 """
@@ -27,11 +27,11 @@ from typing import final
 import numpy as np
 from numpy.typing import NDArray
 
-from ._errors import ModelError, UsageError
-from ._families import DiagonalGaussian
-from ._mc import TermEstimate, stratified_estimate, subset_estimate
-from ._pairwise import Form, log_mixture_density, log_mixture_marginals
-from ._protocols import Prior
+from .._errors import ModelError, UsageError
+from .._model.families import DiagonalGaussian
+from .mc import TermEstimate, stratified_estimate, subset_estimate
+from .._kernels.numpy_backend import Form, log_mixture_density, log_mixture_marginals
+from .._model.protocols import Prior
 
 __all__ = [
     "KLDecomposition",
@@ -120,7 +120,7 @@ def decompose_kl(
         evaluated against all N components.
     variance_points : int
         With one draw per point, the number of points given a second draw to
-        estimate the Monte Carlo variance (see :mod:`elbo_audit._mc`); with
+        estimate the Monte Carlo variance (see :mod:`elbo_audit._estimation.mc`); with
         several, at most this many points of the ``marginal_samples`` subset
         whose second draw estimates the within-point variance of
         ``total_correlation`` and ``dimwise_kl``.
@@ -128,7 +128,7 @@ def decompose_kl(
         Outer samples (at most N, one per data point, chosen at random) for
         ``total_correlation`` and ``dimwise_kl``, whose per-dimension pass costs
         D times the full one. Their standard error counts both the choice of
-        points and the draws (:func:`elbo_audit._mc.subset_estimate`).
+        points and the draws (:func:`elbo_audit._estimation.mc.subset_estimate`).
     form : {"gemm64", "direct"}
         Form of the pairwise pass.
 

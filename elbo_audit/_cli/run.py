@@ -11,19 +11,19 @@ from typing import Any
 
 import numpy as np
 
-from ._audit import AuditSettings, ModelAudit, audit_model, audit_posteriors, supplied_reconstruction
-from ._config import ModelEntry, PriorEntry, RunConfig, load_config
-from ._errors import AuditError, GateFailed, ModelError, PluginError, UsageError
-from ._families import DiagonalGaussian
-from ._gates import Baseline, evaluate_gates, gates_dataset, parse_gate
-from ._io import array_sha256, load_array_file, load_posteriors
-from ._models import load_model
-from ._plugins import PluginHost
-from ._priors import StandardNormal
-from ._protocols import Prior
-from ._report import build_report, write_report
-from ._summary import format_summary
-from .hookspecs import Dataset, ModelRef
+from .._audit.audit import AuditSettings, ModelAudit, audit_model, audit_posteriors, supplied_reconstruction
+from .config import ModelEntry, PriorEntry, RunConfig, load_config
+from .._errors import AuditError, GateFailed, ModelError, PluginError, UsageError
+from .._model.families import DiagonalGaussian
+from .._report.gates import Baseline, evaluate_gates, gates_dataset, parse_gate
+from .io import array_sha256, load_array_file, load_posteriors
+from .models import load_model
+from .plugins import PluginHost
+from .._model.priors import StandardNormal
+from .._model.protocols import Prior
+from .._report.build import build_report, write_report
+from .._report.summary import format_summary
+from ..hookspecs import Dataset, ModelRef
 
 __all__ = ["run_from_args", "load_dataset", "merge_args"]
 
@@ -320,7 +320,7 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
 def _baseline(path: str) -> Baseline:
     import xarray as xr
 
-    from ._schema import open_report
+    from .._report.schema import open_report
 
     root = open_report(path)
     root.load()

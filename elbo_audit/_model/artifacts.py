@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ._errors import AuditError, ModelError
+from .._errors import AuditError, ModelError
 
 __all__ = ["PICKLE_SUFFIXES", "read_npz", "misfit"]
 

@@ -25,7 +25,7 @@ from typing import final
 import numpy as np
 import xarray as xr
 
-from ._errors import UsageError
+from .._errors import UsageError
 
 __all__ = ["Baseline", "Gate", "GateResult", "parse_gate", "evaluate_gates", "gates_dataset"]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ._errors import UsageError
-from ._pairwise import log_mixture_density
+from .._errors import UsageError
+from .._kernels.numpy_backend import log_mixture_density
 
 __all__ = ["plot_report"]
 

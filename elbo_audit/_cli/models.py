@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._artifacts import PICKLE_SUFFIXES
-from ._errors import AuditError, ModelError, UnsafeArtifactError, UsageError
-from ._plugins import PluginHost
-from ._protocols import AuditModel
-from .hookspecs import AdapterInfo, ModelRef
+from .._model.artifacts import PICKLE_SUFFIXES
+from .._errors import AuditError, ModelError, UnsafeArtifactError, UsageError
+from .plugins import PluginHost
+from .._model.protocols import AuditModel
+from ..hookspecs import AdapterInfo, ModelRef
 
 __all__ = ["PICKLE_SUFFIXES", "sha256_file", "resolve_factory", "load_model"]
 

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._bootstrap import percentile_interval
-from ._errors import DataError, UsageError
-from ._schema import open_report
-from ._summary import COLUMNS, render_table
+from .._estimation.bootstrap import percentile_interval
+from .._errors import DataError, UsageError
+from .schema import open_report
+from .summary import COLUMNS, render_table
 
 __all__ = ["Row", "load_rows", "compare_reports", "format_comparison"]
 

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import UsageError
+from .._errors import UsageError
 
 __all__ = ["RunConfig", "ModelEntry", "PriorEntry", "load_config"]
 

@@ -7,14 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import UsageError
-from ._priors import (
+from .._errors import UsageError
+from .._model.priors import (
     DiagonalGaussianPrior,
     MixtureOfGaussians,
     StandardNormal,
     aggregate_posterior_prior,
 )
-from .hookspecs import PriorInfo, hookimpl
+from ..hookspecs import PriorInfo, hookimpl
 
 __all__ = ["elbo_audit_priors"]
 
@@ -73,7 +73,7 @@ def _report_aggregate(d: int, options: dict[str, Any]) -> MixtureOfGaussians:
 
     import xarray as xr
 
-    from ._schema import open_report
+    from .._report.schema import open_report
 
     unknown = set(options) - {"report", "model"}
     if unknown or "report" not in options:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, final
 import numpy as np
 from numpy.typing import NDArray
 
-from ._errors import DataError, ModelError
+from .._errors import DataError, ModelError
 
 __all__ = ["DiagonalGaussian", "LOG_2PI", "POSTERIOR_PARAMS", "posterior_from_params"]
 

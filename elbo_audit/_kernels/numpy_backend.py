@@ -43,8 +43,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _progress as progress
-from ._families import LOG_2PI
+from .._cli import progress as progress
+from .._model.families import LOG_2PI
 
 __all__ = ["log_mixture_density", "log_mixture_marginals", "Form"]
 
