@@ -7,7 +7,20 @@ intervals, in nats per data point.
 
 from __future__ import annotations
 
-from ._audit.audit import AuditSettings, ModelAudit, PriorAudit, audit_model, audit_posteriors, encode_all
+from ._audit.audit import (
+    AuditSettings,
+    ModelAudit,
+    PriorAudit,
+    audit_encodings,
+    audit_model,
+    audit_posteriors,
+    encode_all,
+)
+from ._audit.uncertainty import CellInterval, RunIntervals, bootstrap_audits
+from ._cli.backends import make_engine
+from ._kernels.mixture import Engine, Mixture
+from ._kernels.numpy_backend import NumpyBackend
+from ._kernels.protocol import ComputeBackend, MixtureKernels, Precision
 from ._estimation.bootstrap import BootstrapPlan
 from ._errors import (
     AuditError,
@@ -40,7 +53,7 @@ from ._model.priors import (
 )
 from ._model.protocols import AuditModel, Decoder, Encoder, Prior
 from ._version import __version__
-from .hookspecs import AdapterInfo, Dataset, DatasetInfo, ModelRef, PriorInfo, hookimpl
+from .hookspecs import AdapterInfo, BackendInfo, Dataset, DatasetInfo, ModelRef, PriorInfo, hookimpl
 
 __all__ = [
     "__version__",
@@ -69,19 +82,32 @@ __all__ = [
     "dimwise_kl",
     "log_mixture_density",
     "log_mixture_marginals",
+    # compute backends
+    "ComputeBackend",
+    "MixtureKernels",
+    "Precision",
+    "NumpyBackend",
+    "Engine",
+    "Mixture",
+    "make_engine",
     # audits
     "AuditSettings",
     "ModelAudit",
     "PriorAudit",
     "audit_model",
     "audit_posteriors",
+    "audit_encodings",
     "encode_all",
+    "bootstrap_audits",
+    "RunIntervals",
+    "CellInterval",
     "BootstrapPlan",
     # plugins
     "hookimpl",
     "AdapterInfo",
     "DatasetInfo",
     "PriorInfo",
+    "BackendInfo",
     "Dataset",
     "ModelRef",
     # errors

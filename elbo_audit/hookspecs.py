@@ -21,6 +21,7 @@ from typing import Any
 import pluggy
 from numpy.typing import NDArray
 
+from ._kernels.protocol import ComputeBackend
 from ._model.protocols import AuditModel, Prior
 
 __all__ = [
@@ -31,7 +32,9 @@ __all__ = [
     "DatasetInfo",
     "PriorInfo",
     "Dataset",
+    "BackendInfo",
     "elbo_audit_adapters",
+    "elbo_audit_backends",
     "elbo_audit_datasets",
     "elbo_audit_priors",
 ]
@@ -134,6 +137,32 @@ class PriorInfo:
     fitted: bool = False
 
 
+@dataclass(frozen=True)
+class BackendInfo:
+    """A compute backend: the kernels of the pairwise pass (``--backend NAME``).
+
+    Attributes
+    ----------
+    name : str
+        Backend name.
+    description : str
+    factory : callable() -> ComputeBackend
+        Builds the backend (cheap; its ``availability()`` says whether it can
+        run on this machine).
+    precisions : tuple of str
+        ``float32`` and/or ``float64``; the first is the backend's default.
+    speed_rank : int
+        Higher is faster; the default backend is the available one with the
+        highest rank (the numpy reference has 0).
+    """
+
+    name: str
+    description: str
+    factory: Callable[[], ComputeBackend]
+    precisions: tuple[str, ...]
+    speed_rank: int = 0
+
+
 @hookspec
 def elbo_audit_adapters() -> Sequence[AdapterInfo]:
     """Return the model adapters this plugin provides."""
@@ -149,4 +178,10 @@ def elbo_audit_datasets() -> Sequence[DatasetInfo]:
 @hookspec
 def elbo_audit_priors() -> Sequence[PriorInfo]:
     """Return the prior families this plugin provides."""
+    return ()
+
+
+@hookspec
+def elbo_audit_backends() -> Sequence[BackendInfo]:
+    """Return the compute backends this plugin provides."""
     return ()

@@ -16,22 +16,28 @@ from typing import Any, final
 import numpy as np
 from numpy.typing import NDArray
 
-from .._cli import progress as progress
 from .._estimation.adaptive import AdaptiveRecord, decompose_priors_to_target, estimate_to_target
 from .._errors import ModelError
-from .._estimation.estimators import KLDecomposition, decompose_kl
+from .._estimation.estimators import KLDecomposition, decompose_from_sweep
+from .._estimation.sweep import Sweep, draw_sweep
+from .._kernels.mixture import Engine
+from .._kernels.protocol import Precision
+from .._model.streams import KL, RECONSTRUCTION, stream
+from .._reporting import SILENT, Reporter
 from .._model.families import DiagonalGaussian
 from .._estimation.mc import TermEstimate, stratified_estimate
-from .._kernels.numpy_backend import Form
+from .._kernels.numpy_backend import Form, NumpyBackend
 from .._model.protocols import AuditModel, Decoder, Encoder, Prior
 
-__all__ = ["AuditSettings", "PriorAudit", "ModelAudit", "encode_all", "audit_posteriors", "audit_model"]
-
-def stream(seed: int, purpose: int) -> np.random.Generator:
-    """An independent random stream of a run: 0 KL side, 1 reconstruction, 2 bootstrap,
-    3 the pairwise-interaction pass of the bootstrap."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(purpose,)))
-
+__all__ = [
+    "AuditSettings",
+    "ModelAudit",
+    "PriorAudit",
+    "audit_encodings",
+    "audit_model",
+    "audit_posteriors",
+    "encode_all",
+]
 
 _RECON = "Monte Carlo over z ~ q(z|x_n), {k} draw(s) per data point"
 
@@ -53,8 +59,18 @@ class AuditSettings:
     marginal_samples : int
         Outer samples for ``total_correlation`` and ``dimwise_kl``.
     form : {"gemm64", "direct"}
+        Form of the numpy reference's passes.
     batch_size : int
         Data points per call to the model.
+    target_se, max_seconds, max_samples_per_point
+        Adaptive Monte Carlo (see :mod:`elbo_audit._estimation.adaptive`).
+    n_resamples : int
+        Bootstrap replicates (0: no data intervals).
+    confidence_level : float
+    ci_method : {"bca", "percentile", "basic", "normal"}
+    interaction_adjust : bool
+        Adjust the bootstrap for the pairwise interaction through q(z); its
+        sums come from the KL sweep's own draws (a second kernel sweep).
     """
 
     seed: int = 0
@@ -67,6 +83,15 @@ class AuditSettings:
     target_se: float | None = None
     max_seconds: float | None = None
     max_samples_per_point: int | None = None
+    n_resamples: int = 1000
+    confidence_level: float = 0.95
+    ci_method: str = "bca"
+    interaction_adjust: bool = True
+
+    @property
+    def needs_interaction(self) -> bool:
+        """Whether the sweep computes the bootstrap's interaction sums."""
+        return self.n_resamples > 0 and self.interaction_adjust
 
     def as_attrs(self) -> dict[str, Any]:
         return {
@@ -117,6 +142,9 @@ class ModelAudit:
     by_prior: dict[str, PriorAudit]
     posteriors: DiagonalGaussian
     attrs: dict[str, Any] = field(default_factory=dict)
+    interaction: NDArray[np.float64] | None = None
+    backend: str = "numpy"
+    precision: str = "float64"
 
     @property
     def log_n(self) -> float:
@@ -129,7 +157,9 @@ def _bad_rows(mask: NDArray[np.bool_], offset: int) -> str:
     return ", ".join(str(int(r)) for r in rows[:5]) + more
 
 
-def encode_all(encoder: Encoder, x: NDArray[Any], batch_size: int, model: str) -> DiagonalGaussian:
+def encode_all(
+    encoder: Encoder, x: NDArray[Any], batch_size: int, model: str, reporter: Reporter = SILENT
+) -> DiagonalGaussian:
     """Encode every row of ``x``, checking what the model returns.
 
     Raises
@@ -140,7 +170,7 @@ def encode_all(encoder: Encoder, x: NDArray[Any], batch_size: int, model: str) -
     """
     n = x.shape[0]
     means, stds = [], []
-    with progress.task(f"encoding {model}", -(-n // batch_size)) as bar:
+    with reporter.task(f"encoding {model}", -(-n // batch_size)) as bar:
         for start in range(0, n, batch_size):
             _encode_batch(encoder, x, start, batch_size, model, means, stds)
             bar.advance()
@@ -201,6 +231,7 @@ def reconstruction_term(
     k: int,
     batch_size: int,
     model: str,
+    reporter: Reporter = SILENT,
 ) -> TermEstimate:
     """(1/N) sum_n E_{q(z|x_n)}[log p(x_n | z)] by Monte Carlo.
 
@@ -210,7 +241,7 @@ def reconstruction_term(
     """
     n = q.n_points
     f = np.empty((n, k))
-    with progress.task(f"decoding {model}", -(-n // batch_size)) as bar:
+    with reporter.task(f"decoding {model}", -(-n // batch_size)) as bar:
         for start in range(0, n, batch_size):
             f[start : start + batch_size] = _decode_batch(decoder, x, q, rng, k, start, batch_size, model)
             bar.advance()
@@ -261,16 +292,40 @@ def _elbo(recon: TermEstimate, kl: TermEstimate) -> TermEstimate:
     )
 
 
+def _default_engine(settings: AuditSettings) -> Engine:
+    return Engine(NumpyBackend(settings.form))
+
+
 def audit_posteriors(
     q: DiagonalGaussian,
     priors: Mapping[str, Prior],
     reconstruction: TermEstimate | None,
     settings: AuditSettings,
+    *,
+    engine: Engine | None = None,
+    reporter: Reporter = SILENT,
 ) -> dict[str, PriorAudit]:
-    """Decompose the ELBO of fixed posteriors under each of several priors."""
+    """Decompose the ELBO of fixed posteriors under each of several priors.
+
+    One sweep of draws and kernel passes per model serves every prior
+    (:func:`audit_encodings` also returns the bootstrap's interaction sums).
+    """
+    return _decompose(q, priors, reconstruction, settings, engine, reporter)[0]
+
+
+def _decompose(
+    q: DiagonalGaussian,
+    priors: Mapping[str, Prior],
+    reconstruction: TermEstimate | None,
+    settings: AuditSettings,
+    engine: Engine | None,
+    reporter: Reporter,
+) -> tuple[dict[str, PriorAudit], Sweep]:
     recon = reconstruction or TermEstimate.not_evaluated("no decoder or reconstruction samples")
+    eng = engine or _default_engine(settings)
     out = {}
     if settings.target_se is not None:
+        sweeps: list[Sweep] = []
         kls, record = decompose_priors_to_target(
             q,
             priors,
@@ -281,23 +336,64 @@ def audit_posteriors(
             samples_per_sweep=settings.samples_per_point,
             variance_points=settings.variance_points,
             marginal_samples=settings.marginal_samples,
-            form=settings.form,
+            engine=eng,
+            interaction=settings.needs_interaction,
+            on_sweep=sweeps.append,
+            reporter=reporter,
         )
         for name, kl in kls.items():
             out[name] = PriorAudit(name, kl, recon, _elbo(recon, kl.avg_kl), record)
-        return out
+        return out, sweeps[0]
+    sweep = draw_sweep(
+        q,
+        stream(settings.seed, KL),
+        engine=eng,
+        samples_per_point=settings.samples_per_point,
+        variance_points=settings.variance_points,
+        marginal_samples=settings.marginal_samples,
+        interaction=settings.needs_interaction,
+        reporter=reporter,
+    )
     for name, prior in priors.items():
-        kl = decompose_kl(
-            q,
-            prior,
-            rng=stream(settings.seed, 0),
-            samples_per_point=settings.samples_per_point,
-            variance_points=settings.variance_points,
-            marginal_samples=settings.marginal_samples,
-            form=settings.form,
-        )
+        kl = decompose_from_sweep(sweep, q, prior, eng)
         out[name] = PriorAudit(name, kl, recon, _elbo(recon, kl.avg_kl))
-    return out
+    return out, sweep
+
+
+def audit_encodings(
+    name: str,
+    q: DiagonalGaussian,
+    priors: Mapping[str, Prior],
+    reconstruction: TermEstimate | None,
+    settings: AuditSettings,
+    *,
+    adapter: str = "core",
+    attrs: Mapping[str, Any] | None = None,
+    engine: Engine | None = None,
+    reporter: Reporter = SILENT,
+) -> ModelAudit:
+    """Audit saved encodings (posteriors and optional reconstruction) under several priors.
+
+    Returns
+    -------
+    ModelAudit
+        With the bootstrap's interaction sums when ``settings`` asks for them.
+
+    References
+    ----------
+    .. [1] M. D. Hoffman and M. J. Johnson, "ELBO surgery", 2016.
+    """
+    for label, prior in priors.items():
+        if prior.n_latent != q.n_latent:
+            raise ModelError(
+                f"prior {label!r} has {prior.n_latent} latents, the posteriors have {q.n_latent}"
+            )
+    eng = engine or _default_engine(settings)
+    by_prior, sweep = _decompose(q, priors, reconstruction, settings, eng, reporter)
+    return ModelAudit(
+        name, adapter, q.n_points, q.n_latent, by_prior, q, dict(attrs or {}),
+        interaction=sweep.interaction, backend=eng.backend.name, precision=sweep.precision,
+    )
 
 
 def audit_model(
@@ -305,6 +401,9 @@ def audit_model(
     x: NDArray[Any],
     settings: AuditSettings,
     extra_priors: Mapping[str, Prior] | Callable[[DiagonalGaussian], Mapping[str, Prior]] | None = None,
+    *,
+    engine: Engine | None = None,
+    reporter: Reporter = SILENT,
 ) -> ModelAudit:
     """Audit one model on the data ``x`` under its own prior and any alternatives.
 
@@ -318,6 +417,11 @@ def audit_model(
         Alternative priors, by name; the model's own prior is ``"native"``.
         A callable receives the posteriors of all N data points and returns
         the mapping (for priors fitted post hoc to the aggregate posterior).
+    engine : Engine, optional
+        Backend, precision and device of the kernels (the numpy float64
+        reference when omitted).
+    reporter : Reporter, optional
+        Progress of the long steps.
 
     Returns
     -------
@@ -327,7 +431,7 @@ def audit_model(
     ----------
     .. [1] M. D. Hoffman and M. J. Johnson, "ELBO surgery", 2016.
     """
-    q = encode_all(model.encoder, x, settings.batch_size, model.name)
+    q = encode_all(model.encoder, x, settings.batch_size, model.name, reporter)
     if q.n_latent != model.prior.n_latent:
         raise ModelError(
             f"model {model.name!r}: encoder gives {q.n_latent} latents, its prior has "
@@ -338,10 +442,12 @@ def audit_model(
     if model.decoder is not None and settings.target_se is not None:
         decoder = model.decoder
         recon, record = estimate_to_target(
-            lambda rng, k: reconstruction_term(decoder, x, q, rng, k, settings.batch_size, model.name),
+            lambda rng, k: reconstruction_term(
+                decoder, x, q, rng, k, settings.batch_size, model.name, reporter
+            ),
             target_se=settings.target_se,
             seed=settings.seed,
-            purpose=1,
+            purpose=RECONSTRUCTION,
             samples_per_sweep=settings.reconstruction_samples,
             max_seconds=settings.max_seconds,
             max_samples_per_point=_draw_budget(settings),
@@ -352,17 +458,20 @@ def audit_model(
             model.decoder,
             x,
             q,
-            stream(settings.seed, 1),
+            stream(settings.seed, RECONSTRUCTION),
             settings.reconstruction_samples,
             settings.batch_size,
             model.name,
+            reporter,
         )
     priors: dict[str, Prior] = {"native": model.prior}
     if callable(extra_priors):
         extra_priors = extra_priors(q)
     priors.update(extra_priors or {})
-    by_prior = audit_posteriors(q, priors, recon, settings)
-    return ModelAudit(model.name, model.adapter, q.n_points, q.n_latent, by_prior, q, attrs)
+    return audit_encodings(
+        model.name, q, priors, recon, settings,
+        adapter=model.adapter, attrs=attrs, engine=engine, reporter=reporter,
+    )
 
 
 def _draw_budget(settings: AuditSettings) -> int | None:

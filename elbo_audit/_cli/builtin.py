@@ -14,9 +14,10 @@ from .._model.priors import (
     StandardNormal,
     aggregate_posterior_prior,
 )
-from ..hookspecs import PriorInfo, hookimpl
+from .._kernels.numpy_backend import NumpyBackend
+from ..hookspecs import BackendInfo, PriorInfo, hookimpl
 
-__all__ = ["elbo_audit_priors"]
+__all__ = ["elbo_audit_backends", "elbo_audit_priors"]
 
 
 def _vector(options: dict[str, Any], key: str, default: float, d: int, prior: str) -> np.ndarray:
@@ -122,5 +123,18 @@ def elbo_audit_priors() -> Sequence[PriorInfo]:
             "the aggregate posterior stored in another report (held out, e.g. the training set's); "
             "options report = PATH, model = NAME",
             _report_aggregate,
+        ),
+    )
+
+
+@hookimpl
+def elbo_audit_backends() -> Sequence[BackendInfo]:
+    return (
+        BackendInfo(
+            "numpy",
+            "float64 reference: blocked numpy (GEMM form, direct-form fallback) in threads",
+            NumpyBackend,
+            ("float64",),
+            0,
         ),
     )

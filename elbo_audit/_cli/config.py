@@ -30,6 +30,8 @@ Example::
     reconstruction_samples = 2
     marginal_samples = 2048
     batch_size = 1000
+    backend = "native"          # optional: a compute backend (elbo-audit backends);
+    precision = "float32"       #   default the fastest available, in its own precision
 
     target_se = 0.01            # optional: draw until every Monte Carlo se is below
     max_seconds = 600           #   this, within a time and/or draw budget
@@ -102,6 +104,8 @@ class RunConfig:
     target_se: float | None = None
     max_seconds: float | None = None
     max_samples_per_point: int | None = None
+    backend: str | None = None
+    precision: str | None = None
     resamples: int = 1000
     confidence: float = 0.95
     ci_method: str = "bca"
@@ -124,6 +128,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "marginal_samples": (int, "marginal_samples"), "batch_size": (int, "batch_size"),
         "target_se": (_NUM, "target_se"), "max_seconds": (_NUM, "max_seconds"),
         "max_samples_per_point": (int, "max_samples_per_point"),
+        "backend": (str, "backend"), "precision": (str, "precision"),
     },
     "bootstrap": {
         "resamples": (int, "resamples"), "confidence": (_NUM, "confidence"),

@@ -17,6 +17,14 @@ from pathlib import Path
 
 
 from .._errors import AuditError, UsageError
+from .._report.compare import compare_reports, format_comparison
+from .._report.plot import plot_report
+from .._report.schema import open_report, validate_report
+from .._report.summary import format_summary
+from .backends import backend_table
+from .plugins import PluginHost
+from .progress import enabled
+from .run import run_from_args
 
 __all__ = ["main", "build_parser"]
 
@@ -79,7 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--max-seconds", type=float, help="time budget of --target-se")
     est.add_argument("--max-samples-per-point", type=int, metavar="K", help="draw budget of --target-se (default 1024)")
     est.add_argument("--batch-size", type=int, help="data points per model call (default 1000)")
-    est.add_argument("--device", help="cpu, cuda, cuda:1, ... (for adapters that use one)")
+    est.add_argument("--device", help="cpu, cuda, cuda:1, ... (for adapters and backends that use one)")
+    est.add_argument(
+        "--backend", metavar="NAME",
+        help="compute backend of the pairwise passes (default: the fastest available; "
+        "see elbo-audit backends)",
+    )
+    est.add_argument(
+        "--precision", choices=("float32", "float64"),
+        help="precision of the pairwise passes (default: the backend's own)",
+    )
     out = run.add_argument_group("output")
     out.add_argument("--out", metavar="PATH", help="report file (default elbo-audit-report.nc)")
     out.add_argument("--pointwise", action="store_true", help="store per-datapoint terms in /pointwise")
@@ -108,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--json", action="store_true")
     _common(plugins)
+
+    backends = sub.add_parser("backends", help="list compute backends")
+    backends.add_argument("--json", action="store_true")
+    _common(backends)
     return parser
 
 
@@ -126,8 +147,6 @@ def _log(args: argparse.Namespace, msg: str) -> None:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from .plugins import PluginHost
-
     host = PluginHost(blocked=_blocked(args.plugin_opts))
     records = host.records()
     if args.json:
@@ -139,16 +158,26 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_show(args: argparse.Namespace) -> int:
-    from .._report.schema import open_report
-    from .._report.summary import format_summary
+def _cmd_backends(args: argparse.Namespace) -> int:
+    host = PluginHost(blocked=_blocked(args.plugin_opts))
+    rows = backend_table(host)
+    if args.json:
+        print(json.dumps([r.as_json() for r in rows], indent=2))
+        return 0
+    default = next((r.name for r in rows if r.available), "")
+    for r in rows:
+        mark = "*" if r.name == default else " "
+        where = ", ".join(r.devices) if r.available else f"unavailable: {r.reason}"
+        print(f"{mark} {r.name:<10} {r.plugin:<22} {'/'.join(r.precision):<16} {where}")
+    print("(* the default)")
+    return 0
 
+
+def _cmd_show(args: argparse.Namespace) -> int:
     ds = open_report(args.report)
     print(format_summary(ds, args.format), end="" if args.format != "json" else "\n")
     ds.close()
     if args.plot:
-        from .._report.plot import plot_report
-
         plot_report(args.report, args.plot)
         if not args.quiet:
             print(f"plot written to {args.plot}", file=sys.stderr)
@@ -156,8 +185,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .._report.schema import open_report, validate_report
-
     problems = validate_report(args.report)
     if problems:
         for p in problems:
@@ -169,8 +196,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .._report.compare import compare_reports, format_comparison
-
     doc = compare_reports(args.reports, args.confidence)
     text = format_comparison(doc, args.format)
     print(text, end="" if text.endswith("\n") else "\n")
@@ -178,8 +203,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .run import run_from_args
-
     return run_from_args(args, _blocked(args.plugin_opts), " ".join(shlex.quote(a) for a in sys.argv))
 
 
@@ -193,9 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        from .progress import enabled
-
-        handler = {"run": _cmd_run, "show": _cmd_show, "check": _cmd_check, "compare": _cmd_compare, "plugins": _cmd_plugins}
+        handler = {
+            "run": _cmd_run, "show": _cmd_show, "check": _cmd_check, "compare": _cmd_compare, "plugins": _cmd_plugins,
+            "backends": _cmd_backends,
+        }
         if getattr(args, "quiet", False):
             return handler[args.command](args)
         with enabled(sys.stderr):

@@ -19,7 +19,7 @@ from . import builtin as _builtin
 
 from .. import hookspecs
 from .._errors import PluginError, UsageError
-from ..hookspecs import PROJECT, AdapterInfo, DatasetInfo, PriorInfo
+from ..hookspecs import PROJECT, AdapterInfo, BackendInfo, DatasetInfo, PriorInfo
 
 __all__ = ["PluginHost", "PluginRecord"]
 
@@ -137,6 +137,10 @@ class PluginHost:
     def priors(self) -> dict[str, tuple[str, PriorInfo]]:
         """Registered prior families by name."""
         return {d.name: (p, d) for p, d in self._collect("elbo_audit_priors", PriorInfo)}
+
+    def backends(self) -> dict[str, tuple[str, BackendInfo]]:
+        """Registered compute backends by name."""
+        return {b.name: (p, b) for p, b in self._collect("elbo_audit_backends", BackendInfo)}
 
     def adapter(self, name: str) -> tuple[str, AdapterInfo]:
         """The adapter called ``name``."""

@@ -68,3 +68,14 @@ def task(label: str, total: int) -> Iterator[Task]:
         yield t
     finally:
         t.close()
+
+
+class _TerminalReporter:
+    """The bars of this module as an injectable :class:`elbo_audit._reporting.Reporter`."""
+
+    def task(self, label: str, total: int) -> contextlib.AbstractContextManager[Task]:
+        return task(label, total)
+
+
+#: Terminal bars for the audit layer (shown inside :func:`enabled` only).
+REPORTER = _TerminalReporter()

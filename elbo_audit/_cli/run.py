@@ -10,14 +10,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
-from .._audit.audit import AuditSettings, ModelAudit, audit_model, audit_posteriors, supplied_reconstruction
+from .._audit.audit import (
+    AuditSettings,
+    ModelAudit,
+    audit_encodings,
+    audit_model,
+    supplied_reconstruction,
+)
+from .._audit.uncertainty import bootstrap_audits
+from .._estimation.bootstrap import CI_METHODS
 from .config import ModelEntry, PriorEntry, RunConfig, load_config
 from .._errors import AuditError, GateFailed, ModelError, PluginError, UsageError
 from .._model.families import DiagonalGaussian
+from .._report.schema import open_report
 from .._report.gates import Baseline, evaluate_gates, gates_dataset, parse_gate
 from .io import array_sha256, load_array_file, load_posteriors
 from .models import load_model
+from . import progress
+from .backends import resolve_engine
 from .plugins import PluginHost
 from .._model.priors import StandardNormal
 from .._model.protocols import Prior
@@ -33,7 +45,7 @@ _OVERRIDES = {
     "batch_size": "batch_size", "bootstrap": "resamples", "confidence": "confidence", "out": "out",
     "binarize": "binarize", "limit": "limit", "posteriors": "posteriors",
     "ci_method": "ci_method", "target_se": "target_se", "max_seconds": "max_seconds",
-    "max_samples_per_point": "max_samples_per_point",
+    "max_samples_per_point": "max_samples_per_point", "backend": "backend", "precision": "precision",
 }
 
 
@@ -137,8 +149,8 @@ def _settings(cfg: RunConfig) -> AuditSettings:
         raise UsageError(f"bootstrap resamples must be >= 0, got {cfg.resamples}")
     if not 0.0 < cfg.confidence < 1.0:
         raise UsageError(f"confidence must be between 0 and 1, got {cfg.confidence}")
-    if cfg.ci_method not in ("bca", "percentile", "basic", "normal"):
-        raise UsageError(f"bootstrap method {cfg.ci_method!r}: expected bca, percentile, basic or normal")
+    if cfg.ci_method not in CI_METHODS:
+        raise UsageError(f"bootstrap method {cfg.ci_method!r}: expected one of {', '.join(CI_METHODS)}")
     if cfg.target_se is not None and cfg.target_se <= 0:
         raise UsageError(f"target_se must be positive, got {cfg.target_se}")
     if cfg.max_seconds is not None and cfg.max_seconds <= 0:
@@ -159,6 +171,10 @@ def _settings(cfg: RunConfig) -> AuditSettings:
         target_se=cfg.target_se,
         max_seconds=cfg.max_seconds,
         max_samples_per_point=cfg.max_samples_per_point,
+        n_resamples=cfg.resamples,
+        confidence_level=cfg.confidence,
+        ci_method=cfg.ci_method,
+        interaction_adjust=cfg.interaction_adjust,
     )
 
 
@@ -216,6 +232,8 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
     extra: dict[str, Any] = {"config": cfg.source}
     host = PluginHost(blocked=blocked)
     makers = _prior_makers(cfg, host, cfg.seed)
+    engine = resolve_engine(host, cfg.backend, cfg.precision)
+    reporter = progress.REPORTER
 
     def alternatives(q: DiagonalGaussian, model: str) -> dict[str, Prior]:
         out = {}
@@ -241,9 +259,12 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         name = args.name or Path(cfg.posteriors).stem
         _log(args, f"auditing {q.n_points} encodings ({q.n_latent} latents) from {cfg.posteriors}")
         priors: dict[str, Prior] = {"native": prior, **alternatives(q, name)}
-        by_prior = audit_posteriors(q, priors, recon, settings)
         attrs = {"posteriors": str(enc.path), "posteriors_sha256": enc.sha256}
-        audits.append(ModelAudit(name, "core", q.n_points, q.n_latent, by_prior, q, attrs))
+        audits.append(
+            audit_encodings(
+                name, q, priors, recon, settings, attrs=attrs, engine=engine, reporter=reporter
+            )
+        )
         families[(name, "native")] = prior.name
         dataset: dict[str, Any] = {"name": Path(cfg.posteriors).name, "sha256": enc.sha256, "size": q.n_points}
     else:
@@ -269,20 +290,22 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
             )
             model = load_model(ref, host)
             _log(args, f"auditing model {entry.name!r} ({model.adapter}) on {data.name} (N = {data.x.shape[0]})")
-            audit = audit_model(model, data.x, settings, extra_priors=lambda q, n=entry.name: alternatives(q, n))
+            audit = audit_model(
+                model, data.x, settings,
+                extra_priors=lambda q, n=entry.name: alternatives(q, n),
+                engine=engine, reporter=reporter,
+            )
             audits.append(audit)
             families[(entry.name, "native")] = model.prior.name
         dataset = data.attrs
         extra["allow_unsafe"] = int(any(m.allow_unsafe for m in cfg.models))
+    intervals = bootstrap_audits(audits, settings, prior_families=families)
     tree = build_report(
         audits,
         settings,
         dataset=dataset,
+        intervals=intervals,
         prior_families=families,
-        n_resamples=cfg.resamples,
-        confidence_level=cfg.confidence,
-        ci_method=cfg.ci_method,
-        interaction_adjust=cfg.interaction_adjust,
         pointwise=cfg.pointwise,
         history=command,
         extra_attrs=extra,
@@ -318,10 +341,6 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
 
 
 def _baseline(path: str) -> Baseline:
-    import xarray as xr
-
-    from .._report.schema import open_report
-
     root = open_report(path)
     root.load()
     root.close()

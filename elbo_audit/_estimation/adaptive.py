@@ -42,10 +42,13 @@ from typing import Any, final
 
 import numpy as np
 
-from .estimators import KLDecomposition, decompose_kl
+from .._kernels.mixture import Engine
+from .._kernels.numpy_backend import Form, NumpyBackend
+from .._reporting import SILENT, Reporter
+from .estimators import KLDecomposition, decompose_from_sweep, decompose_kl
+from .sweep import Sweep, draw_sweep
 from .._model.families import DiagonalGaussian
 from .mc import TermEstimate
-from .._kernels.numpy_backend import Form
 from .._model.protocols import Prior
 
 __all__ = [
@@ -349,6 +352,10 @@ def decompose_priors_to_target(
     form: Form = "gemm64",
     terms: Sequence[str] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    engine: Engine | None = None,
+    interaction: bool = False,
+    on_sweep: Callable[[Sweep], None] | None = None,
+    reporter: Reporter = SILENT,
 ) -> tuple[dict[str, KLDecomposition], AdaptiveRecord]:
     """Run :func:`decompose_kl` sweeps for several priors until every se <= target_se.
 
@@ -378,28 +385,34 @@ def decompose_priors_to_target(
         As for :func:`decompose_kl`, per sweep.
     terms : sequence of str, optional
         The terms that must meet the target (default: every evaluated term).
+    engine : Engine, optional
+        Backend, precision and device of the kernels (numpy with ``form``
+        when omitted).
+    interaction : bool
+        Compute the bootstrap's interaction sums in the first sweep.
+    on_sweep : callable, optional
+        Called with each :class:`~elbo_audit._estimation.sweep.Sweep`.
+    reporter : Reporter
 
     Returns
     -------
     (dict of prior name to KLDecomposition, AdaptiveRecord)
     """
     names = list(priors)
+    eng = engine or Engine(NumpyBackend(form))
+    done = [0]
 
     def sweep(rng: np.random.Generator, k: int) -> dict[str, KLDecomposition]:
-        state = rng.bit_generator.state
-        out = {}
-        for name in names:
-            rng.bit_generator.state = state  # the same draws for every prior
-            out[name] = decompose_kl(
-                posteriors,
-                priors[name],
-                rng=rng,
-                samples_per_point=k,
-                variance_points=variance_points,
-                marginal_samples=marginal_samples,
-                form=form,
-            )
-        return out
+        # one sweep of draws and log q(z) for every prior (common random numbers)
+        sw = draw_sweep(
+            posteriors, rng, engine=eng, samples_per_point=k, variance_points=variance_points,
+            marginal_samples=marginal_samples, interaction=interaction and done[0] == 0,
+            reporter=reporter,
+        )
+        done[0] += 1
+        if on_sweep is not None:
+            on_sweep(sw)
+        return {name: decompose_from_sweep(sw, posteriors, priors[name], eng) for name in names}
 
     def pool(results: list[dict[str, KLDecomposition]]) -> dict[str, dict[str, TermEstimate]]:
         return {name: merge_decompositions([r[name] for r in results]).terms() for name in names}

@@ -44,6 +44,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtr, ndtri
 
+from .._model.streams import BOOTSTRAP
 from .mc import TermEstimate
 
 __all__ = [
@@ -71,8 +72,6 @@ CI_METHODS: tuple[str, ...] = ("percentile", "bca", "basic", "normal")
 _BLOCK = 32
 # Materialise and cache the int32 counts when they take at most this many bytes.
 _CACHE_BYTES = 64 * 2**20
-# Spawn key of the bootstrap stream of a run (0: KL side, 1: reconstruction).
-_PURPOSE = 2
 
 
 class BootstrapPlan:
@@ -114,7 +113,7 @@ class BootstrapPlan:
 
     def _block(self, j: int) -> NDArray[np.int32]:
         n = self.n_points
-        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(_PURPOSE, j)))
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(BOOTSTRAP, j)))
         idx = rng.integers(0, n, size=(_BLOCK, n), dtype=np.int64)
         idx += (np.arange(_BLOCK, dtype=np.int64) * n)[:, None]
         counts = np.bincount(idx.ravel(), minlength=_BLOCK * n).reshape(_BLOCK, n)

@@ -27,14 +27,18 @@ from typing import final
 import numpy as np
 from numpy.typing import NDArray
 
-from .._errors import ModelError, UsageError
+from .._errors import ModelError
 from .._model.families import DiagonalGaussian
 from .mc import TermEstimate, stratified_estimate, subset_estimate
-from .._kernels.numpy_backend import Form, log_mixture_density, log_mixture_marginals
+from .._kernels.mixture import Engine, Mixture
+from .._kernels.numpy_backend import Form, NumpyBackend
+from .._model.priors import MixtureOfGaussians
 from .._model.protocols import Prior
+from .sweep import Draws, Sweep, draw_sweep
 
 __all__ = [
     "KLDecomposition",
+    "decompose_from_sweep",
     "decompose_kl",
     "avg_kl",
     "index_code_mi",
@@ -82,16 +86,137 @@ class KLDecomposition:
         }
 
 
-def _draw(
-    q: DiagonalGaussian, prior: Prior, rng: np.random.Generator, index: NDArray[np.intp], form: Form
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """One z per entry of ``index``; returns z, log q(z|x_n), log q(z), log p(z)."""
-    eps = rng.standard_normal((index.size, q.n_latent))
-    z = q.sample(eps, index)
-    log_qzx = q.log_prob_own(z, index)
-    log_qz = log_mixture_density(z, q.mean, q.std, form=form)
-    log_pz = np.asarray(prior.log_prob(z), dtype=np.float64)
-    return z, log_qzx, log_qz, log_pz
+class _PriorDensities:
+    """log p(z) and log p_j(z_j) of one prior at the sweep's draws, on the sweep's engine.
+
+    A mixture prior is evaluated by the kernels (its log p(z) is a pass like
+    log q(z)); the aggregate posterior of the audited posteriors themselves
+    reuses the sweep's log q(z) exactly.
+    """
+
+    def __init__(self, prior: Prior, q: DiagonalGaussian, engine: Engine) -> None:
+        self.prior = prior
+        self.is_aggregate = _is_aggregate_of(prior, q)
+        self.mixture: Mixture | None = None
+        if isinstance(prior, MixtureOfGaussians) and not self.is_aggregate:
+            self.mixture = engine.mixture(prior.mean, prior.std, prior.log_weights)
+
+    def log_prob(self, draws: Draws) -> NDArray[np.float64]:
+        if self.is_aggregate:
+            return draws.log_qz
+        if self.mixture is not None:
+            return self.mixture.log_density(draws.z)
+        return np.asarray(self.prior.log_prob(draws.z), dtype=np.float64)
+
+    def marginal_log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        if self.mixture is not None:
+            return self.mixture.log_marginals(z)
+        return np.asarray(self.prior.marginal_log_prob(z), dtype=np.float64)
+
+
+def _is_aggregate_of(prior: Prior, q: DiagonalGaussian) -> bool:
+    if not isinstance(prior, MixtureOfGaussians) or prior.mean.shape != q.mean.shape:
+        return False
+    uniform = np.allclose(prior.log_weights, -math.log(q.n_points), rtol=0.0, atol=1e-12)
+    return bool(uniform and np.array_equal(prior.mean, q.mean) and np.array_equal(prior.std, q.std))
+
+
+def decompose_from_sweep(
+    sweep: Sweep, posteriors: DiagonalGaussian, prior: Prior, engine: Engine | None = None
+) -> KLDecomposition:
+    """Every KL-side term under ``prior``, from a sweep of the posteriors.
+
+    Parameters
+    ----------
+    sweep : Sweep
+        From :func:`elbo_audit._estimation.sweep.draw_sweep` on ``posteriors``.
+    posteriors : DiagonalGaussian
+    prior : Prior
+    engine : Engine, optional
+        Where a mixture prior's densities are computed (the numpy reference
+        when omitted).
+
+    Returns
+    -------
+    KLDecomposition
+    """
+    q = posteriors.require_mixture()
+    engine = engine or Engine(NumpyBackend())
+    if prior.n_latent != q.n_latent:
+        raise ModelError(
+            f"prior {prior.name!r} has {prior.n_latent} latents, posteriors have {q.n_latent}"
+        )
+    n, k = q.n_points, sweep.samples_per_point
+    log_n = math.log(n)
+    dens = _PriorDensities(prior, q, engine)
+    main = sweep.main
+    log_pz = dens.log_prob(main)
+    f_mi = np.minimum(main.log_qzx - main.log_qz, log_n).reshape(n, k)
+    f_mkl = (main.log_qz - log_pz).reshape(n, k)
+    f_kl = (main.log_qzx - log_pz).reshape(n, k)
+
+    pilot_mi = pilot_mkl = pilot_kl = None
+    pilot = sweep.pilot
+    if pilot is not None:
+        sub = pilot.index
+        a_pz = dens.log_prob(pilot)
+        first = (f_mi[sub, 0], f_mkl[sub, 0], f_kl[sub, 0])
+        pilot_mi = (first[0], np.minimum(pilot.log_qzx - pilot.log_qz, log_n))
+        pilot_mkl = (first[1], pilot.log_qz - a_pz)
+        pilot_kl = (first[2], pilot.log_qzx - a_pz)
+
+    mi = stratified_estimate(f_mi, pilot_mi, "exact aggregate posterior, Monte Carlo over z")
+    # Every per-sample term is at most log N, so every mean of them is too; only
+    # the rounding of the summation can push a mean above it (by an ulp).
+    mi = dataclasses.replace(
+        mi, value=min(mi.value, log_n), pointwise=np.minimum(mi.pointwise, log_n)
+    )
+    mkl = stratified_estimate(f_mkl, pilot_mkl, "exact aggregate posterior, Monte Carlo over z")
+    cross_entropy = getattr(prior, "cross_entropy", None)
+    if cross_entropy is not None:
+        kl_n = np.asarray(cross_entropy(q)) - q.entropy()
+        kl = TermEstimate(float(kl_n.mean()), 0.0, kl_n, "closed form")
+        f_res = kl_n[:, None] - f_kl
+        pilot_res = (
+            None
+            if pilot_kl is None or pilot is None
+            else (kl_n[pilot.index] - pilot_kl[0], kl_n[pilot.index] - pilot_kl[1])
+        )
+        residual = stratified_estimate(
+            f_res, pilot_res, "closed-form avg_kl minus Monte Carlo index_code_mi and marginal_kl"
+        )
+    else:
+        kl = stratified_estimate(f_kl, pilot_kl, "Monte Carlo over z (same draws)")
+        assert kl.pointwise is not None and mi.pointwise is not None and mkl.pointwise is not None
+        res_n = kl.pointwise - mi.pointwise - mkl.pointwise
+        residual = TermEstimate(
+            float(res_n.mean()), 0.0, res_n, "zero by construction: avg_kl uses the same draws"
+        )
+
+    # total correlation and dimension-wise KL on a random subset of outer samples
+    sub_m = sweep.marginal_index
+    m = sub_m.size
+    z_m = main.z.reshape(n, k, -1)[sub_m, 0]
+    lqz_m = main.log_qz.reshape(n, k)[sub_m, 0]
+    log_marg = sweep.log_marginals
+    tc_s = lqz_m - log_marg.sum(axis=1)
+    dw_s = (
+        np.sum(log_marg - dens.marginal_log_prob(z_m), axis=1) if prior.factorised else None
+    )
+    at_m, second, marg2 = sweep.second_at, sweep.second, sweep.second_log_marginals
+    pilot_tc = pilot_dw = None
+    if at_m.size:
+        pilot_tc = (tc_s[at_m], second.log_qz - marg2.sum(axis=1))
+        if dw_s is not None:
+            pilot_dw = (dw_s[at_m], np.sum(marg2 - dens.marginal_log_prob(second.z), axis=1))
+
+    how = f"exact marginals q(z_j), Monte Carlo over {m} outer samples"
+    tc = subset_estimate(tc_s, pilot_tc, how, sub_m, n)
+    if dw_s is not None:
+        dwkl = subset_estimate(dw_s, pilot_dw, how, sub_m, n)
+    else:
+        dwkl = TermEstimate.not_evaluated(f"prior {prior.name!r} is not factorised")
+    return KLDecomposition(kl, mi, mkl, tc, dwkl, residual, log_n, n, k, m)
 
 
 def decompose_kl(
@@ -103,6 +228,7 @@ def decompose_kl(
     variance_points: int = 1024,
     marginal_samples: int = 2048,
     form: Form = "gemm64",
+    engine: Engine | None = None,
 ) -> KLDecomposition:
     """Estimate every KL-side term of the ELBO-surgery decomposition.
 
@@ -130,96 +256,26 @@ def decompose_kl(
         D times the full one. Their standard error counts both the choice of
         points and the draws (:func:`elbo_audit._estimation.mc.subset_estimate`).
     form : {"gemm64", "direct"}
-        Form of the pairwise pass.
+        Form of the pairwise pass of the numpy reference (ignored with ``engine``).
+    engine : Engine, optional
+        The compute backend, precision and device of the kernels; the numpy
+        float64 reference when omitted.
 
     Returns
     -------
     KLDecomposition
     """
     rng = np.random.default_rng(rng)
-    q = posteriors.require_mixture()
-    n, k = q.n_points, int(samples_per_point)
-    if k < 1:
-        raise UsageError(f"samples_per_point must be at least 1, got {k}")
-    if prior.n_latent != q.n_latent:
+    engine = engine or Engine(NumpyBackend(form))
+    if prior.n_latent != posteriors.n_latent:
         raise ModelError(
-            f"prior {prior.name!r} has {prior.n_latent} latents, posteriors have {q.n_latent}"
+            f"prior {prior.name!r} has {prior.n_latent} latents, posteriors have {posteriors.n_latent}"
         )
-    log_n = math.log(n)
-    index = np.repeat(np.arange(n), k)
-    z, log_qzx, log_qz, log_pz = _draw(q, prior, rng, index, form)
-    f_mi = np.minimum(log_qzx - log_qz, log_n).reshape(n, k)
-    f_mkl = (log_qz - log_pz).reshape(n, k)
-    f_kl = (log_qzx - log_pz).reshape(n, k)
-
-    pilot_mi = pilot_mkl = pilot_kl = None
-    if k == 1:
-        sub = np.sort(rng.choice(n, size=min(n, variance_points), replace=False))
-        a_z, a_qzx, a_qz, a_pz = _draw(q, prior, rng, sub, form)
-        first = (f_mi[sub, 0], f_mkl[sub, 0], f_kl[sub, 0])
-        pilot_mi = (first[0], np.minimum(a_qzx - a_qz, log_n))
-        pilot_mkl = (first[1], a_qz - a_pz)
-        pilot_kl = (first[2], a_qzx - a_pz)
-
-    mi = stratified_estimate(f_mi, pilot_mi, "exact aggregate posterior, Monte Carlo over z")
-    # Every per-sample term is at most log N, so every mean of them is too; only
-    # the rounding of the summation can push a mean above it (by an ulp).
-    mi = dataclasses.replace(
-        mi, value=min(mi.value, log_n), pointwise=np.minimum(mi.pointwise, log_n)
+    sweep = draw_sweep(
+        posteriors, rng, engine=engine, samples_per_point=samples_per_point,
+        variance_points=variance_points, marginal_samples=marginal_samples,
     )
-    mkl = stratified_estimate(f_mkl, pilot_mkl, "exact aggregate posterior, Monte Carlo over z")
-    cross_entropy = getattr(prior, "cross_entropy", None)
-    if cross_entropy is not None:
-        kl_n = np.asarray(cross_entropy(q)) - q.entropy()
-        kl = TermEstimate(float(kl_n.mean()), 0.0, kl_n, "closed form")
-        f_res = kl_n[:, None] - f_kl
-        pilot_res = None if pilot_kl is None else (kl_n[sub] - pilot_kl[0], kl_n[sub] - pilot_kl[1])
-        residual = stratified_estimate(
-            f_res, pilot_res, "closed-form avg_kl minus Monte Carlo index_code_mi and marginal_kl"
-        )
-    else:
-        kl = stratified_estimate(f_kl, pilot_kl, "Monte Carlo over z (same draws)")
-        res_n = kl.pointwise - mi.pointwise - mkl.pointwise  # type: ignore[operator]
-        residual = TermEstimate(
-            float(res_n.mean()), 0.0, res_n, "zero by construction: avg_kl uses the same draws"
-        )
-
-    # total correlation and dimension-wise KL on a random subset of outer samples
-    m = min(n, int(marginal_samples))
-    sub_m = np.sort(rng.choice(n, size=m, replace=False)) if m < n else np.arange(n)
-    z_m = z.reshape(n, k, -1)[sub_m, 0]
-    log_marg = log_mixture_marginals(z_m, q.mean, q.std)
-    lqz_m = log_qz.reshape(n, k)[sub_m, 0]
-    tc_s = lqz_m - log_marg.sum(axis=1)
-    dw_s = (
-        np.sum(log_marg - prior.marginal_log_prob(z_m), axis=1) if prior.factorised else None
-    )
-
-    # second draws on some of those points for the within-point variance: the
-    # pilot draws when k == 1, the second of the k draws otherwise
-    if k == 1:
-        pil, at_pilot, at_m = np.intersect1d(sub, sub_m, assume_unique=True, return_indices=True)
-        z2, lqz2 = a_z[at_pilot], a_qz[at_pilot]
-    else:
-        at_m = np.arange(m)
-        if m > variance_points:
-            at_m = np.sort(rng.choice(m, size=variance_points, replace=False))
-        pil = sub_m[at_m]
-        z2, lqz2 = z.reshape(n, k, -1)[pil, 1], log_qz.reshape(n, k)[pil, 1]
-    pilot_tc = pilot_dw = None
-    if pil.size:
-        marg2 = log_mixture_marginals(z2, q.mean, q.std)
-        pilot_tc = (tc_s[at_m], lqz2 - marg2.sum(axis=1))
-        if dw_s is not None:
-            pilot_dw = (dw_s[at_m], np.sum(marg2 - prior.marginal_log_prob(z2), axis=1))
-
-    how = f"exact marginals q(z_j), Monte Carlo over {m} outer samples"
-    tc = subset_estimate(tc_s, pilot_tc, how, sub_m, n)
-    if dw_s is not None:
-        dwkl = subset_estimate(dw_s, pilot_dw, how, sub_m, n)
-    else:
-        dwkl = TermEstimate.not_evaluated(f"prior {prior.name!r} is not factorised")
-    return KLDecomposition(kl, mi, mkl, tc, dwkl, residual, log_n, n, k, m)
+    return decompose_from_sweep(sweep, posteriors, prior, engine)
 
 
 def _one(term: str):  # noqa: ANN202 - builds documented public functions

@@ -13,23 +13,15 @@ coverage study.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .._cli import progress as progress
-from .._model.families import LOG_2PI, DiagonalGaussian
+from .._model.families import DiagonalGaussian
 from .mc import TermEstimate
-from .._kernels.numpy_backend import (
-    _GEMM_ERR_FACTOR,
-    _GEMM_TOL,
-    Form,
-    _default_workers,
-    _single_threaded_blas,
-    log_mixture_density,
-)
+from .._kernels.mixture import Engine
+from .._kernels.numpy_backend import Form, NumpyBackend
 
 __all__ = ["HOEFFDING_GAMMA", "mixture_interaction", "interaction_adjusted_terms"]
 
@@ -39,10 +31,6 @@ __all__ = ["HOEFFDING_GAMMA", "mixture_interaction", "interaction_adjusted_terms
 #: :func:`interaction_adjusted_terms`): (1 + gamma)^2 = 2.
 HOEFFDING_GAMMA = math.sqrt(2.0) - 1.0
 
-# log-responsibilities below this contribute at most N * e^-80 in total
-_LOG_R_FLOOR = -80.0
-# largest responsibility of another component used in log(1 - r)
-_R_CEIL = 1.0 - 1e-12
 
 
 def mixture_interaction(
@@ -51,8 +39,7 @@ def mixture_interaction(
     rng: np.random.Generator | int | None = None,
     samples_per_point: int = 1,
     form: Form = "gemm64",
-    sample_block: int = 512,
-    component_block: int = 1024,
+    engine: Engine | None = None,
 ) -> NDArray[np.float64]:
     """How much each component of q(z) props up the other data points' log q(z).
 
@@ -66,95 +53,43 @@ def mixture_interaction(
     leave-one-out (jackknife) change of ``index_code_mi`` is, up to constants,
     ``c_i - R_i`` and that of ``marginal_kl`` is ``c_i + R_i``.
 
-    Costs one pass over all (draw, component) pairs, O(N^2 k D), in the direct
-    form (float64), with ``k`` fresh draws per data point; call it once per
-    model (it does not depend on the prior).
+    An audit takes R from the main draws of its sweep
+    (:func:`elbo_audit._estimation.sweep.draw_sweep` with ``interaction=True``);
+    this function makes ``k`` fresh draws per data point and costs two passes
+    over all (draw, component) pairs.
 
     Parameters
     ----------
     posteriors : DiagonalGaussian
     rng : Generator or int, optional
     samples_per_point : int
-        Draws per data point (1 is enough: its Monte Carlo noise enters the
-        bootstrap variance only through ``HOEFFDING_GAMMA**2 = 0.17``).
+        Draws per data point.
     form : {"gemm64", "direct"}
-        Form of the pass for log q(z_s) (see :mod:`elbo_audit._kernels.numpy_backend`).
+        Form of the numpy reference's passes (ignored with ``engine``).
+    engine : Engine, optional
+        Backend, precision and device of the kernels.
 
     Returns
     -------
     ndarray, shape (N,)
+
+    References
+    ----------
+    .. [1] W. Hoeffding, "A class of statistics with asymptotically normal
+       distribution", Annals of Mathematical Statistics 19, 1948.
+    .. [2] B. Efron and C. Stein, "The jackknife estimate of variance", Annals
+       of Statistics 9, 1981.
     """
     rng = np.random.default_rng(rng)
-    q = posteriors
+    q = posteriors.require_mixture()
     n, d, k = q.n_points, q.n_latent, int(samples_per_point)
     if k < 1:
         raise ValueError("samples_per_point must be at least 1")
+    engine = engine or Engine(NumpyBackend(form))
     index = np.repeat(np.arange(n), k)
     z = q.sample(rng.standard_normal((index.size, d)), index)
-    log_qz = log_mixture_density(z, q.mean, q.std, form=form)
-    const = -np.sum(np.log(q.std), axis=1) - 0.5 * d * LOG_2PI - math.log(n)
-    quad_tiles = _quad_tiles(q, form)
-
-    def one(s0: int) -> NDArray[np.float64]:
-        s1 = min(index.size, s0 + sample_block)
-        own, lq = index[s0:s1], log_qz[s0:s1]
-        rows = np.arange(s1 - s0)
-        part = np.zeros(n)
-        for c0, c1, quad in quad_tiles(z[s0:s1], component_block):
-            log_r = const[None, c0:c1] - 0.5 * quad - lq[:, None]
-            np.maximum(log_r, _LOG_R_FLOOR, out=log_r)
-            r = np.minimum(np.exp(log_r, out=log_r), _R_CEIL)
-            mine = (own >= c0) & (own < c1)
-            r[rows[mine], own[mine] - c0] = 0.0  # a point's own draws are its own term
-            part[c0:c1] -= np.log1p(-r).sum(axis=0)
-        return part
-
-    starts = list(range(0, index.size, sample_block))
-    out = np.zeros(n)
-    with _single_threaded_blas(), progress.task(f"bootstrap interaction: {index.size}x{n}", len(starts)) as bar:
-        workers = min(_default_workers(), max(1, len(starts)))
-        if workers == 1:
-            for s0 in starts:
-                out += one(s0)
-                bar.advance()
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                for part in pool.map(one, starts):
-                    out += part
-                    bar.advance()
-    return out / k
-
-
-def _quad_tiles(q: DiagonalGaussian, form: Form):  # noqa: ANN202 - returns a tile generator
-    """Tiles of sum_d ((z_d - mu_md) / sigma_md)^2, by the same rules as the pairwise pass.
-
-    ``gemm64``: centred, expanded form as one float64 matrix product per tile,
-    with components whose rounding bound exceeds the pass's tolerance done in
-    the direct form; ``direct``: broadcasting.
-    """
-    inv_std = 1.0 / q.std
-    centre = q.mean.mean(axis=0)
-    mc = q.mean - centre
-    w = inv_std * inv_std
-    mag = np.sum(mc * mc * w, axis=1)
-    risky = np.full(q.n_points, True) if form == "direct" else _GEMM_ERR_FACTOR * mag > _GEMM_TOL
-    coef = np.concatenate([w.T, -2.0 * (mc * w).T, mag[None, :]], axis=0)
-    coef[:, risky] = 0.0
-
-    def tiles(zb: NDArray[np.float64], block: int) -> Iterator[tuple[int, int, NDArray[np.float64]]]:
-        zc = zb - centre
-        feats = np.concatenate([zc * zc, zc, np.ones((zb.shape[0], 1))], axis=1)
-        for c0 in range(0, q.n_points, block):
-            c1 = min(q.n_points, c0 + block)
-            quad = feats @ coef[:, c0:c1]
-            np.maximum(quad, 0.0, out=quad)
-            bad = np.flatnonzero(risky[c0:c1])
-            if bad.size:
-                u = (zb[:, None, :] - q.mean[None, c0 + bad]) * inv_std[None, c0 + bad]
-                quad[:, bad] = np.einsum("snd,snd->sn", u, u)
-            yield c0, c1, quad
-
-    return tiles
+    mix = engine.mixture(q.mean, q.std)
+    return mix.interaction(z, index, mix.log_density(z)) / k
 
 
 def interaction_adjusted_terms(

@@ -36,17 +36,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import Literal, final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .._cli import progress as progress
 from .._model.families import LOG_2PI
+from .protocol import Precision
 
-__all__ = ["log_mixture_density", "log_mixture_marginals", "Form"]
+__all__ = [
+    "Form",
+    "NumpyBackend",
+    "NumpyMixture",
+    "interaction_sums",
+    "log_mixture_density",
+    "log_mixture_marginals",
+]
 
 Form = Literal["gemm64", "direct"]
 
@@ -216,17 +223,12 @@ def log_mixture_density(
 
     chunks = [z[i : i + outer_block] for i in range(0, z.shape[0], outer_block)]
     n_workers = min(workers or _default_workers(), max(1, len(chunks)))
-    parts = []
-    with _single_threaded_blas(), progress.task(f"log q(z): {z.shape[0]}x{m}", len(chunks)) as bar:
+    with _single_threaded_blas():
         if n_workers == 1:
-            for c in chunks:
-                parts.append(one(c))
-                bar.advance()
+            parts = [one(c) for c in chunks]
         else:
             with ThreadPoolExecutor(n_workers) as pool:
-                for part in pool.map(one, chunks):
-                    parts.append(part)
-                    bar.advance()
+                parts = list(pool.map(one, chunks))
     return np.concatenate(parts) if parts else np.empty(0)
 
 
@@ -285,15 +287,213 @@ def log_mixture_marginals(
         return out
 
     n_workers = min(workers or _default_workers(), d)
-    cols = []
-    with progress.task(f"log q(z_j): {z.shape[0]}x{m}x{d}", d) as bar:
+    if n_workers == 1:
+        cols = [one(j) for j in range(d)]
+    else:
+        with ThreadPoolExecutor(n_workers) as pool:
+            cols = list(pool.map(one, range(d)))
+    return np.stack(cols, axis=1) if cols else np.empty((z.shape[0], 0))
+
+
+# log-responsibilities below this contribute at most N * e^-80 in total
+_LOG_R_FLOOR = -80.0
+# largest responsibility of another component used in log(1 - r)
+_R_CEIL = 1.0 - 1e-12
+
+
+def _quad_tiles(
+    mean: NDArray[np.float64], std: NDArray[np.float64], form: Form
+) -> Callable[[NDArray[np.float64], int], Iterator[tuple[int, int, NDArray[np.float64]]]]:
+    """Tiles of sum_d ((z_d - mu_md) / sigma_md)^2, by the same rules as the pairwise pass.
+
+    ``gemm64``: centred, expanded form as one float64 matrix product per tile,
+    with components whose rounding bound exceeds the pass's tolerance done in
+    the direct form; ``direct``: broadcasting.
+    """
+    m = mean.shape[0]
+    inv_std = 1.0 / std
+    centre = mean.mean(axis=0)
+    mc = mean - centre
+    w = inv_std * inv_std
+    mag = np.sum(mc * mc * w, axis=1)
+    risky = np.full(m, True) if form == "direct" else _GEMM_ERR_FACTOR * mag > _GEMM_TOL
+    coef = np.concatenate([w.T, -2.0 * (mc * w).T, mag[None, :]], axis=0)
+    coef[:, risky] = 0.0
+
+    def tiles(
+        zb: NDArray[np.float64], block: int
+    ) -> Iterator[tuple[int, int, NDArray[np.float64]]]:
+        zc = zb - centre
+        feats = np.concatenate([zc * zc, zc, np.ones((zb.shape[0], 1))], axis=1)
+        for c0 in range(0, m, block):
+            c1 = min(m, c0 + block)
+            quad = feats @ coef[:, c0:c1]
+            np.maximum(quad, 0.0, out=quad)
+            bad = np.flatnonzero(risky[c0:c1])
+            if bad.size:
+                u = (zb[:, None, :] - mean[None, c0 + bad]) * inv_std[None, c0 + bad]
+                quad[:, bad] = np.einsum("snd,snd->sn", u, u)
+            yield c0, c1, quad
+
+    return tiles
+
+
+def interaction_sums(
+    z: NDArray[np.floating],
+    owner: NDArray[np.integer],
+    log_qz: NDArray[np.floating],
+    mean: NDArray[np.floating],
+    std: NDArray[np.floating],
+    log_weights: NDArray[np.floating] | None = None,
+    *,
+    form: Form = "gemm64",
+    sample_block: int = 512,
+    component_block: int = 1024,
+    workers: int | None = None,
+) -> NDArray[np.float64]:
+    """Column sums of -log(1 - r_m(z_s)) over the draws that component m does not own.
+
+    Parameters
+    ----------
+    z : ndarray, shape (S, D)
+        Draws.
+    owner : ndarray of int, shape (S,)
+        The component each draw came from (-1: none).
+    log_qz : ndarray, shape (S,)
+        log q(z_s) of the whole mixture at each draw.
+    mean, std : ndarray, shape (M, D)
+    log_weights : ndarray, shape (M,), optional
+        Uniform when omitted.
+    form : {"gemm64", "direct"}
+
+    Returns
+    -------
+    ndarray, shape (M,)
+        ``R_m = sum_{s: owner(s) != m} -log(1 - r_m(z_s))`` with the
+        responsibility ``r_m(z) = w_m N(z; mu_m, sigma_m^2) / q(z)``.
+
+    References
+    ----------
+    .. [1] W. Hoeffding, "A class of statistics with asymptotically normal
+       distribution", Annals of Mathematical Statistics 19, 1948.
+    """
+    z = np.ascontiguousarray(z, dtype=np.float64)
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    own_all = np.asarray(owner, dtype=np.int64)
+    lq_all = np.asarray(log_qz, dtype=np.float64)
+    m, d = mean.shape
+    log_w = np.full(m, -np.log(m)) if log_weights is None else np.asarray(log_weights, np.float64)
+    const = log_w - np.sum(np.log(std), axis=1) - 0.5 * d * LOG_2PI
+    quad_tiles = _quad_tiles(mean, std, form)
+
+    def one(s0: int) -> NDArray[np.float64]:
+        s1 = min(z.shape[0], s0 + sample_block)
+        own, lq = own_all[s0:s1], lq_all[s0:s1]
+        rows = np.arange(s1 - s0)
+        part = np.zeros(m)
+        for c0, c1, quad in quad_tiles(z[s0:s1], component_block):
+            log_r = const[None, c0:c1] - 0.5 * quad - lq[:, None]
+            np.maximum(log_r, _LOG_R_FLOOR, out=log_r)
+            r = np.minimum(np.exp(log_r, out=log_r), _R_CEIL)
+            mine = (own >= c0) & (own < c1)
+            r[rows[mine], own[mine] - c0] = 0.0  # a point's own draws are its own term
+            part[c0:c1] -= np.log1p(-r).sum(axis=0)
+        return part
+
+    starts = list(range(0, z.shape[0], sample_block))
+    out = np.zeros(m)
+    with _single_threaded_blas():
+        n_workers = min(workers or _default_workers(), max(1, len(starts)))
         if n_workers == 1:
-            for j in range(d):
-                cols.append(one(j))
-                bar.advance()
+            for s0 in starts:
+                out += one(s0)
         else:
             with ThreadPoolExecutor(n_workers) as pool:
-                for col in pool.map(one, range(d)):
-                    cols.append(col)
-                    bar.advance()
-    return np.stack(cols, axis=1) if cols else np.empty((z.shape[0], 0))
+                for part in pool.map(one, starts):
+                    out += part
+    return out
+
+
+@final
+class NumpyMixture:
+    """A mixture prepared for the numpy kernels (float64, no copies)."""
+
+    def __init__(
+        self,
+        mean: NDArray[np.float64],
+        std: NDArray[np.float64],
+        log_weights: NDArray[np.float64] | None,
+        form: Form,
+        workers: int | None,
+    ) -> None:
+        self._mean, self._std, self._log_w = mean, std, log_weights
+        self._form: Form = form
+        self._workers = workers
+
+    @property
+    def precision(self) -> Precision:
+        return "float64"
+
+    def log_density(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        return log_mixture_density(
+            z, self._mean, self._std, self._log_w, form=self._form, workers=self._workers
+        )
+
+    def log_marginals(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        return log_mixture_marginals(z, self._mean, self._std, self._log_w, workers=self._workers)
+
+    def interaction(
+        self, z: NDArray[np.float64], owner: NDArray[np.int64], log_qz: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        return interaction_sums(
+            z, owner, log_qz, self._mean, self._std, self._log_w,
+            form=self._form, workers=self._workers,
+        )
+
+
+@final
+class NumpyBackend:
+    """The float64 reference: numpy, in threads with single-threaded BLAS.
+
+    Parameters
+    ----------
+    form : {"gemm64", "direct"}
+        How quadratic forms are computed (see the module docstring).
+    workers : int, optional
+        Threads (default: the cores, ``ELBO_AUDIT_NUM_THREADS`` overrides).
+    """
+
+    def __init__(self, form: Form = "gemm64", workers: int | None = None) -> None:
+        if form not in ("gemm64", "direct"):
+            raise ValueError(f"unknown form {form!r}; expected 'gemm64' or 'direct'")
+        self._form: Form = form
+        self._workers = workers
+
+    @property
+    def name(self) -> str:
+        return "numpy"
+
+    def availability(self) -> str | None:
+        return None
+
+    def devices(self) -> tuple[str, ...]:
+        return ("cpu",)
+
+    def prepare(
+        self,
+        mean: NDArray[np.float64],
+        std: NDArray[np.float64],
+        log_weights: NDArray[np.float64] | None = None,
+        *,
+        precision: Precision = "float64",
+        device: str = "cpu",
+    ) -> NumpyMixture:
+        if precision != "float64":
+            raise ValueError(f"the numpy backend computes in float64 only, not {precision}")
+        if device != "cpu":
+            raise ValueError(f"the numpy backend runs on the cpu only, not {device!r}")
+        mean = np.asarray(mean, np.float64)
+        std = np.asarray(std, np.float64)
+        lw = None if log_weights is None else np.asarray(log_weights, np.float64)
+        return NumpyMixture(mean, std, lw, self._form, self._workers)

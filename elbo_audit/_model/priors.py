@@ -20,7 +20,6 @@ from numpy.typing import NDArray
 
 from .._errors import DataError, ModelError
 from .families import LOG_2PI, DiagonalGaussian
-from .._kernels.numpy_backend import log_mixture_density, log_mixture_marginals
 
 __all__ = [
     "StandardNormal",
@@ -189,16 +188,55 @@ class MixtureOfGaussians:
         return int(self.mean.shape[0])
 
     def log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
-        """log p(z) for each row of ``z`` -> (S,), by the exact blocked pass."""
-        return log_mixture_density(z, self.mean, self.std, self.log_weights)
+        """log p(z) for each row of ``z`` -> (S,), exactly over all K components.
+
+        Plain float64 numpy in blocks of components; audits evaluate mixture
+        priors on their compute backend instead (:mod:`elbo_audit._kernels`).
+        """
+        z = np.asarray(z, np.float64)
+        return _mixture_lse(z[:, None, :], self.mean[:, None, :], self.std[:, None, :],
+                            self.log_weights, axis_sum=True)
 
     def marginal_log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
         """Per-dimension marginals log p_j(z_j) -> (S, D)."""
-        return log_mixture_marginals(z, self.mean, self.std, self.log_weights)
+        z = np.asarray(z, np.float64)
+        return _mixture_lse(z[:, None, :], self.mean[:, None, :], self.std[:, None, :],
+                            self.log_weights, axis_sum=False)
 
     def sample(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
         k = rng.choice(self.n_components, size=n, p=self.weights)
         return self.mean[k] + self.std[k] * rng.standard_normal((n, self.n_latent))
+
+
+def _mixture_lse(
+    z: NDArray[np.float64],
+    mean: NDArray[np.float64],
+    std: NDArray[np.float64],
+    log_w: NDArray[np.float64],
+    *,
+    axis_sum: bool,
+    block: int = 256,
+) -> NDArray[np.float64]:
+    """Streaming logsumexp over components of log w_k + log N(z; mean_k, std_k^2).
+
+    ``z`` is (S, 1, D) and ``mean``/``std`` are (K, 1, D); with ``axis_sum`` the
+    density is joint over D (result (S,)), else per dimension (result (S, D)).
+    """
+    shape = (z.shape[0],) if axis_sum else (z.shape[0], z.shape[2])
+    run_max = np.full(shape, -np.inf)
+    run_sum = np.zeros(shape)
+    for k0 in range(0, mean.shape[0], block):
+        mu, sd = mean[k0 : k0 + block, 0], std[k0 : k0 + block, 0]
+        u = (z - mu[None]) / sd[None]  # (S, k, D)
+        logn = -0.5 * u * u - np.log(sd)[None] - 0.5 * LOG_2PI
+        lw = log_w[k0 : k0 + block]
+        tile = logn.sum(axis=2) + lw[None] if axis_sum else logn + lw[None, :, None]
+        new_max = np.maximum(run_max, tile.max(axis=1))
+        shift = np.where(np.isneginf(new_max), 0.0, new_max)
+        run_sum = run_sum * np.exp(run_max - shift) + np.exp(tile - shift[:, None]).sum(axis=1)
+        run_max = new_max
+    with np.errstate(divide="ignore"):
+        return np.asarray(run_max + np.log(run_sum), np.float64)
 
 
 def vamp_prior(pseudo_posteriors: DiagonalGaussian) -> MixtureOfGaussians:

@@ -20,39 +20,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .._audit.audit import AuditSettings, ModelAudit, stream
-from .._estimation.bootstrap import CI_METHODS, BootstrapPlan, replicates_many, term_acceleration, term_interval
-from .._estimation.interaction import interaction_adjusted_terms, mixture_interaction
+from .._audit.audit import AuditSettings, ModelAudit
+from .._audit.uncertainty import RunIntervals, bootstrap_audits
 from .._errors import UsageError
+from .._model.terms import LONG_NAMES, TERMS
+from .._version import __version__
 
-__all__ = ["TERMS", "LONG_NAMES", "SCHEMA_VERSION", "build_report", "write_report"]
+__all__ = ["CONVENTIONS", "SCHEMA_VERSION", "build_report", "write_report"]
 
 SCHEMA_VERSION = "1.0"
 CONVENTIONS = "elbo-audit-1.0"
-
-TERMS = (
-    "elbo",
-    "reconstruction",
-    "avg_kl",
-    "index_code_mi",
-    "marginal_kl",
-    "total_correlation",
-    "dimwise_kl",
-    "decomposition_residual",
-)
-
-LONG_NAMES = {
-    "elbo": "evidence lower bound per data point",
-    "reconstruction": "expected log-likelihood E_q(z|x_n)[log p(x_n|z)], averaged over data points",
-    "avg_kl": "average KL(q(z|x_n) || p(z)) over data points",
-    "index_code_mi": "index-code mutual information I[n; z]",
-    "marginal_kl": "KL(q(z) || p(z)) from the aggregate posterior to the prior",
-    "total_correlation": "total correlation KL(q(z) || prod_j q(z_j))",
-    "dimwise_kl": "dimension-wise KL sum_j KL(q(z_j) || p(z_j))",
-    "decomposition_residual": "avg_kl - index_code_mi - marginal_kl (zero up to Monte Carlo error)",
-    "log_n": "log N, the ceiling of index_code_mi",
-}
-
 
 def _estimators(audits: Sequence[ModelAudit], term: str) -> str:
     seen: list[str] = []
@@ -69,17 +46,14 @@ def build_report(
     settings: AuditSettings,
     *,
     dataset: Mapping[str, Any],
+    intervals: RunIntervals | None = None,
     prior_families: Mapping[tuple[str, str], str] | None = None,
-    n_resamples: int = 1000,
-    confidence_level: float = 0.95,
-    ci_method: str = "bca",
-    interaction_adjust: bool = True,
     pointwise: bool = False,
     title: str = "elbo-audit report",
     history: str = "",
     extra_attrs: Mapping[str, Any] | None = None,
 ) -> xr.DataTree:
-    """Assemble the report of one run.
+    """Lay out the audits of one run, with their intervals, as a labelled report.
 
     Parameters
     ----------
@@ -88,18 +62,12 @@ def build_report(
     settings : AuditSettings
     dataset : mapping
         ``name``, ``sha256`` and ``size`` of the data audited.
+    intervals : RunIntervals, optional
+        From :func:`elbo_audit.bootstrap_audits`; computed here (the same
+        function) when omitted.
     prior_families : mapping, optional
         (model, prior label) -> the prior's own name, for the ``prior_family``
         variable.
-    n_resamples : int
-        Bootstrap replicates (0 disables the data intervals).
-    confidence_level : float
-    ci_method : {"bca", "percentile", "basic", "normal"}
-        How ``<term>_ci`` is computed from the replicates (docs/uncertainty.md).
-    interaction_adjust : bool
-        Adjust the bootstrap contributions of ``index_code_mi`` and
-        ``marginal_kl`` for the pairwise interaction through q(z) (one extra
-        O(N^2 D) pass per model; see :func:`elbo_audit._estimation.interaction.interaction_adjusted_terms`).
     pointwise : bool
         Whether to store per-datapoint contributions in ``/pointwise``.
 
@@ -115,27 +83,26 @@ def build_report(
     n = audits[0].n_points
     if any(a.n_points != n for a in audits):
         raise UsageError("all models of one report must be audited on the same data points")
+    if intervals is None:
+        intervals = bootstrap_audits(audits, settings, prior_families=prior_families)
+    n_resamples = intervals.n_resamples
+    confidence_level = intervals.confidence_level
+    ci_method = intervals.ci_method
+    interaction_adjust = intervals.interaction_adjust
     priors: list[str] = []
     for a in audits:
         priors += [p for p in a.by_prior if p not in priors]
-    if ci_method not in CI_METHODS:
-        raise UsageError(f"unknown CI method {ci_method!r}; choose from {', '.join(CI_METHODS)}")
-    plan = BootstrapPlan.draw(n, n_resamples, settings.seed) if n_resamples > 0 else None
 
     shape = (len(models), len(priors))
     values = {t: np.full(shape, np.nan) for t in TERMS}
     ses = {t: np.full(shape, np.nan) for t in TERMS}
-    cis = {t: np.full(shape + (2,), np.nan) for t in TERMS}
-    reps = {t: np.full(shape + (n_resamples,), np.nan) for t in TERMS}
+    cis = {t: np.full((*shape, 2), np.nan) for t in TERMS}
+    reps = {t: np.full((*shape, n_resamples), np.nan) for t in TERMS}
     accel = {t: np.full(shape, np.nan) for t in TERMS}
-    cells: list[tuple[int, int, str, Any]] = []  # bootstrapped in one pass over the plan
     adaptive: dict[str, dict[str, Any]] = {}
-    points = {t: np.full(shape + (n,), np.nan) for t in TERMS} if pointwise else {}
+    points = {t: np.full((*shape, n), np.nan) for t in TERMS} if pointwise else {}
     family = np.full(shape, "", dtype=object)
     for i, a in enumerate(audits):
-        interaction = None
-        if plan is not None and interaction_adjust:
-            interaction = mixture_interaction(a.posteriors, rng=stream(settings.seed, 3), form=settings.form)
         for j, p in enumerate(priors):
             if p not in a.by_prior:
                 continue
@@ -150,24 +117,16 @@ def build_report(
                     "seconds": round(pa.adaptive.seconds, 3),
                     "achieved_se": pa.adaptive.achieved_se.get(p, {}),
                 }
-            terms = pa.terms()
-            boot = terms
-            if interaction is not None:
-                aggregate = family[i, j] == "aggregate_posterior"
-                boot = interaction_adjusted_terms(terms, interaction, prior_is_aggregate=aggregate)
-            for t, est in terms.items():
+            for t, est in pa.terms().items():
                 values[t][i, j] = est.value
                 ses[t][i, j] = est.se
-                if plan is not None:
-                    cells.append((i, j, t, boot[t]))
+                cell = intervals.cells.get((a.model, p, t))
+                if cell is not None:
+                    reps[t][i, j] = cell.replicates
+                    cis[t][i, j] = cell.interval
+                    accel[t][i, j] = cell.acceleration
                 if pointwise and est.pointwise is not None and est.index is None:
                     points[t][i, j] = est.pointwise
-    if plan is not None and cells:
-        all_reps = replicates_many([c[3] for c in cells], plan)
-        for (i, j, t, est), r in zip(cells, all_reps):
-            reps[t][i, j] = r
-            cis[t][i, j] = term_interval(est, r, confidence_level, ci_method, n_points=n)
-            accel[t][i, j] = term_acceleration(est, n)
 
     dims = ("model", "prior")
     data: dict[str, Any] = {}
@@ -207,7 +166,7 @@ def build_report(
             "history": history,
             "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "creation_library": "elbo-audit",
-            "creation_library_version": _version(),
+            "creation_library_version": __version__,
             "dataset_name": str(dataset.get("name", "")),
             "dataset_sha256": str(dataset.get("sha256", "")),
             "dataset_size": int(dataset.get("size", n)),
@@ -221,6 +180,8 @@ def build_report(
             ),
             "interaction_adjust": int(interaction_adjust),
             "n_resamples": int(n_resamples),
+            "backend": ",".join(dict.fromkeys(a.backend for a in audits)),
+            "precision": "; ".join(dict.fromkeys(a.precision for a in audits)),
             **settings.as_attrs(),
         }
     )
@@ -291,9 +252,3 @@ def write_report(tree: xr.DataTree, path: str | os.PathLike[str]) -> Path:
             os.unlink(tmp)
         raise
     return path
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__

@@ -7,7 +7,8 @@ from pathlib import Path
 import xarray as xr
 
 from .._errors import DataError
-from .build import CONVENTIONS, TERMS
+from .._model.terms import TERMS
+from .build import CONVENTIONS
 
 __all__ = ["open_report", "validate_report", "REQUIRED_ATTRS"]
 

@@ -1,0 +1,123 @@
+"""Compute backends by name: the built-in numpy reference and whatever plugins register.
+
+``--backend NAME`` (config ``estimation.backend``) picks one; without it the
+available backend with the highest ``speed_rank`` runs. ``--precision``
+defaults to the backend's first precision (float32 for compiled kernels, float64
+for the numpy reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast, final
+
+from .._errors import PluginError, UsageError
+from .._kernels.mixture import Engine
+from .._kernels.protocol import PRECISIONS, ComputeBackend, Precision
+from ..hookspecs import BackendInfo
+from .plugins import PluginHost
+
+__all__ = ["BackendStatus", "backend_table", "make_engine", "resolve_engine"]
+
+
+@final
+@dataclass(frozen=True)
+class BackendStatus:
+    """One row of ``elbo-audit backends``."""
+
+    name: str
+    plugin: str
+    available: bool
+    reason: str
+    devices: tuple[str, ...]
+    precision: tuple[str, ...]
+    speed_rank: int
+    description: str
+    backend: ComputeBackend | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "plugin": self.plugin,
+            "available": self.available,
+            "reason": self.reason,
+            "devices": list(self.devices),
+            "precision": list(self.precision),
+            "description": self.description,
+        }
+
+
+def _status(plugin: str, info: BackendInfo) -> BackendStatus:
+    try:
+        backend = info.factory()
+        reason = backend.availability()
+        devices = tuple(backend.devices()) if reason is None else ()
+    except Exception as exc:  # noqa: BLE001 - a backend's failure is reported, not raised
+        backend, reason, devices = None, f"{type(exc).__name__}: {exc}", ()
+    return BackendStatus(
+        info.name, plugin, reason is None, reason or "", devices, tuple(info.precisions),
+        info.speed_rank, info.description, backend,
+    )
+
+
+def backend_table(host: PluginHost) -> list[BackendStatus]:
+    """Every registered backend with whether it can run here, fastest first."""
+    rows = [_status(p, info) for p, info in host.backends().values()]
+    return sorted(rows, key=lambda r: (-r.speed_rank, r.name))
+
+
+def resolve_engine(
+    host: PluginHost, name: str | None, precision: str | None, device: str | None = None
+) -> Engine:
+    """The engine for ``--backend``, ``--precision`` and ``--device`` (defaults: fastest, its own)."""
+    rows = backend_table(host)
+    if name is None:
+        usable = [r for r in rows if r.available]
+        if not usable:  # pragma: no cover - numpy is always available
+            raise PluginError("no compute backend is available")
+        row = usable[0]
+    else:
+        found = {r.name: r for r in rows}
+        if name not in found:
+            known = ", ".join(r.name for r in rows)
+            raise UsageError(f"--backend {name}: unknown backend (registered: {known})")
+        row = found[name]
+        if not row.available:
+            raise UsageError(f"--backend {name}: not available here: {row.reason}")
+    if precision is not None and precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision}: expected float32 or float64")
+    prec = precision or row.precision[0]
+    if prec not in row.precision:
+        raise UsageError(
+            f"--precision {prec}: backend {row.name!r} computes in {', '.join(row.precision)} only"
+        )
+    dev = device or "cpu"
+    if row.devices and dev not in row.devices and dev.split(":")[0] not in row.devices:
+        raise UsageError(
+            f"--device {dev}: backend {row.name!r} runs on {', '.join(row.devices)}"
+        )
+    assert row.backend is not None
+    return Engine(row.backend, cast(Precision, prec), dev)
+
+
+def make_engine(
+    backend: str | None = None,
+    precision: str | None = None,
+    device: str | None = None,
+    *,
+    blocked: Sequence[str] = (),
+) -> Engine:
+    """An engine from the installed backends, as ``--backend``/``--precision``/``--device`` pick it.
+
+    Parameters
+    ----------
+    backend : str, optional
+        Backend name; the fastest available when omitted.
+    precision : {"float32", "float64"}, optional
+        The backend's own default when omitted.
+    device : str, optional
+    blocked : sequence of str
+        Plugins not to load.
+    """
+    return resolve_engine(PluginHost(blocked=blocked), backend, precision, device)

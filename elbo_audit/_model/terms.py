@@ -1,0 +1,53 @@
+"""The terms of the decomposition: names, labels and descriptions, defined once.
+
+Every layer (estimators, report, gates, tables) takes term names from here,
+in the order of DESIGN.md. All terms are in nats per data point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import final
+
+__all__ = ["LONG_NAMES", "SHORT_LABELS", "TERMS", "Term", "TERM_INFO"]
+
+
+@final
+@dataclass(frozen=True)
+class Term:
+    """One term: its variable name, a short table label and a long name."""
+
+    name: str
+    label: str
+    long_name: str
+
+
+TERM_INFO: tuple[Term, ...] = (
+    Term("elbo", "ELBO", "evidence lower bound per data point"),
+    Term(
+        "reconstruction",
+        "recon",
+        "expected log-likelihood E_q(z|x_n)[log p(x_n|z)], averaged over data points",
+    ),
+    Term("avg_kl", "avg KL", "average KL(q(z|x_n) || p(z)) over data points"),
+    Term("index_code_mi", "index-code MI", "index-code mutual information I[n; z]"),
+    Term(
+        "marginal_kl", "marginal KL", "KL(q(z) || p(z)) from the aggregate posterior to the prior"
+    ),
+    Term("total_correlation", "TC", "total correlation KL(q(z) || prod_j q(z_j))"),
+    Term("dimwise_kl", "dimwise KL", "dimension-wise KL sum_j KL(q(z_j) || p(z_j))"),
+    Term(
+        "decomposition_residual",
+        "residual",
+        "avg_kl - index_code_mi - marginal_kl (zero up to Monte Carlo error)",
+    ),
+)
+
+#: Variable names of the terms, in report order.
+TERMS: tuple[str, ...] = tuple(t.name for t in TERM_INFO)
+#: Long names (netCDF ``long_name``), including ``log_n``.
+LONG_NAMES: dict[str, str] = {t.name: t.long_name for t in TERM_INFO} | {
+    "log_n": "log N, the ceiling of index_code_mi"
+}
+#: Short labels for tables.
+SHORT_LABELS: dict[str, str] = {t.name: t.label for t in TERM_INFO}
