@@ -61,7 +61,10 @@ from elbo_audit._estimation.interaction import (  # noqa: E402
     interaction_adjusted_terms,
     mixture_interaction,
 )
-from elbo_audit._estimation.estimators import decompose_kl  # noqa: E402
+from elbo_audit._estimation.estimators import decompose_from_sweep, decompose_kl  # noqa: E402
+from elbo_audit._estimation.sweep import draw_sweep  # noqa: E402
+from elbo_audit._kernels.mixture import Engine  # noqa: E402
+from elbo_audit._kernels.numpy_backend import NumpyBackend  # noqa: E402
 from elbo_audit._model.families import DiagonalGaussian  # noqa: E402
 from elbo_audit._model.priors import StandardNormal  # noqa: E402
 
@@ -248,6 +251,9 @@ def naive_component_bootstrap(
 # ---------------------------------------------------------------------------
 # one repetition
 
+#: Where the interaction pass takes its draws (--interaction).
+INTERACTION = "sweep"
+
 
 def one_rep(args: tuple[int, int, int, int]) -> dict[str, Any]:
     case_i, rep, n_boot, n_naive = args
@@ -258,9 +264,17 @@ def one_rep(args: tuple[int, int, int, int]) -> dict[str, Any]:
     prior = StandardNormal(case.d)
     exact = exact_terms(q)
     seed = int(ss.generate_state(1)[0])
-    sweeps = [decompose_kl(q, prior, rng=sweep_rng(seed, j)) for j in range(2)]
+    if INTERACTION == "fresh":  # elbo-audit 0.1: fresh draws for the interaction pass
+        sweeps = [decompose_kl(q, prior, rng=sweep_rng(seed, j)) for j in range(2)]
+        inter = mixture_interaction(q, rng=inter_rng)
+    else:  # as an audit does it: the interaction from the first sweep's own draws
+        engine = Engine(NumpyBackend())
+        sw = draw_sweep(q, sweep_rng(seed, 0), engine=engine, interaction=True)
+        sweeps = [decompose_from_sweep(sw, q, prior, engine), decompose_kl(q, prior, rng=sweep_rng(seed, 1))]
+        assert sw.interaction is not None
+        inter = sw.interaction
     first, pooled = sweeps[0].terms(), merge_decompositions(sweeps).terms()
-    adjusted = interaction_adjusted_terms(first, mixture_interaction(q, rng=inter_rng))
+    adjusted = interaction_adjusted_terms(first, inter)
     plan = BootstrapPlan.draw(case.n, n_boot, seed)
     names = list(case.terms)
     reps = replicates_many([first[t] for t in names] + [adjusted[t] for t in names], plan)
@@ -436,11 +450,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller datasets (N/4) for a smoke run")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     ap.add_argument(
+        "--interaction",
+        choices=("sweep", "fresh"),
+        default="sweep",
+        help="draws of the interaction pass: the first sweep's own (as an audit, default) or "
+        "fresh ones (elbo-audit 0.1)",
+    )
+    ap.add_argument(
         "--sd-ratio",
         action="store_true",
         help="instead: ratio of the true sd of index_code_mi to its bootstrap se over posterior widths",
     )
     args = ap.parse_args(argv)
+    global INTERACTION
+    INTERACTION = args.interaction  # read by one_rep in the (forked) worker processes
     if args.sd_ratio:
         print(sd_ratio_study(args.reps if args.reps != 500 else 200, args.jobs))
         return 0

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from .._errors import UsageError
+from .._report.schema import open_report
 from .._model.priors import (
     DiagonalGaussianPrior,
     MixtureOfGaussians,
@@ -70,12 +73,6 @@ def _aggregate(d: int, options: dict[str, Any]) -> MixtureOfGaussians:
 
 def _report_aggregate(d: int, options: dict[str, Any]) -> MixtureOfGaussians:
     """The aggregate posterior stored in another report (e.g. of the training set)."""
-    from pathlib import Path
-
-    import xarray as xr
-
-    from .._report.schema import open_report
-
     unknown = set(options) - {"report", "model"}
     if unknown or "report" not in options:
         raise UsageError(

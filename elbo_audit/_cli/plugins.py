@@ -19,6 +19,7 @@ from . import builtin as _builtin
 
 from .. import hookspecs
 from .._errors import PluginError, UsageError
+from .._version import __version__
 from ..hookspecs import PROJECT, AdapterInfo, BackendInfo, DatasetInfo, PriorInfo
 
 __all__ = ["PluginHost", "PluginRecord"]
@@ -152,6 +153,4 @@ class PluginHost:
 
 
 def _version() -> str:
-    from .. import __version__
-
     return __version__

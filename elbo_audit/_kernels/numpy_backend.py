@@ -42,6 +42,7 @@ from typing import Literal, final
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
 from .._model.families import LOG_2PI
 from .protocol import Precision
@@ -76,11 +77,6 @@ def _default_workers() -> int:
 
 @contextlib.contextmanager
 def _single_threaded_blas() -> Iterator[None]:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        yield
-        return
     with threadpool_limits(limits=1, user_api="blas"):
         yield
 
