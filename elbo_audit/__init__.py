@@ -18,10 +18,6 @@ from ._audit.audit import (
 )
 from ._audit.uncertainty import CellInterval, RunIntervals, bootstrap_audits
 from ._cli.backends import make_engine
-from ._kernels.mixture import Engine, Mixture
-from ._kernels.numpy_backend import NumpyBackend
-from ._kernels.protocol import ComputeBackend, MixtureKernels, Precision
-from ._estimation.bootstrap import BootstrapPlan
 from ._errors import (
     AuditError,
     DataError,
@@ -31,6 +27,7 @@ from ._errors import (
     UnsafeArtifactError,
     UsageError,
 )
+from ._estimation.bootstrap import BootstrapPlan
 from ._estimation.estimators import (
     KLDecomposition,
     avg_kl,
@@ -40,9 +37,11 @@ from ._estimation.estimators import (
     marginal_kl,
     total_correlation,
 )
-from ._model.families import POSTERIOR_PARAMS, DiagonalGaussian, posterior_from_params
 from ._estimation.mc import TermEstimate
-from ._kernels.numpy_backend import log_mixture_density, log_mixture_marginals
+from ._kernels.mixture import Engine, Mixture
+from ._kernels.numpy_backend import NumpyBackend, log_mixture_density, log_mixture_marginals
+from ._kernels.protocol import ComputeBackend, MixtureKernels, Precision
+from ._model.families import POSTERIOR_PARAMS, DiagonalGaussian, posterior_from_params
 from ._model.priors import (
     DiagonalGaussianPrior,
     LazyStandardNormal,
@@ -56,66 +55,66 @@ from ._version import __version__
 from .hookspecs import AdapterInfo, BackendInfo, Dataset, DatasetInfo, ModelRef, PriorInfo, hookimpl
 
 __all__ = [
-    "__version__",
-    # protocols and model pieces
-    "Encoder",
-    "Decoder",
-    "Prior",
-    "AuditModel",
-    "DiagonalGaussian",
     "POSTERIOR_PARAMS",
-    "posterior_from_params",
-    "StandardNormal",
-    "LazyStandardNormal",
-    "DiagonalGaussianPrior",
-    "MixtureOfGaussians",
-    "vamp_prior",
-    "aggregate_posterior_prior",
-    # estimators
-    "decompose_kl",
-    "KLDecomposition",
-    "TermEstimate",
-    "avg_kl",
-    "index_code_mi",
-    "marginal_kl",
-    "total_correlation",
-    "dimwise_kl",
-    "log_mixture_density",
-    "log_mixture_marginals",
-    # compute backends
-    "ComputeBackend",
-    "MixtureKernels",
-    "Precision",
-    "NumpyBackend",
-    "Engine",
-    "Mixture",
-    "make_engine",
-    # audits
-    "AuditSettings",
-    "ModelAudit",
-    "PriorAudit",
-    "audit_model",
-    "audit_posteriors",
-    "audit_encodings",
-    "encode_all",
-    "bootstrap_audits",
-    "RunIntervals",
-    "CellInterval",
-    "BootstrapPlan",
-    # plugins
-    "hookimpl",
     "AdapterInfo",
-    "DatasetInfo",
-    "PriorInfo",
-    "BackendInfo",
-    "Dataset",
-    "ModelRef",
     # errors
     "AuditError",
-    "UsageError",
+    "AuditModel",
+    # audits
+    "AuditSettings",
+    "BackendInfo",
+    "BootstrapPlan",
+    "CellInterval",
+    # compute backends
+    "ComputeBackend",
     "DataError",
-    "ModelError",
-    "PluginError",
-    "UnsafeArtifactError",
+    "Dataset",
+    "DatasetInfo",
+    "Decoder",
+    "DiagonalGaussian",
+    "DiagonalGaussianPrior",
+    # protocols and model pieces
+    "Encoder",
+    "Engine",
     "GateFailed",
+    "KLDecomposition",
+    "LazyStandardNormal",
+    "Mixture",
+    "MixtureKernels",
+    "MixtureOfGaussians",
+    "ModelAudit",
+    "ModelError",
+    "ModelRef",
+    "NumpyBackend",
+    "PluginError",
+    "Precision",
+    "Prior",
+    "PriorAudit",
+    "PriorInfo",
+    "RunIntervals",
+    "StandardNormal",
+    "TermEstimate",
+    "UnsafeArtifactError",
+    "UsageError",
+    "__version__",
+    "aggregate_posterior_prior",
+    "audit_encodings",
+    "audit_model",
+    "audit_posteriors",
+    "avg_kl",
+    "bootstrap_audits",
+    # estimators
+    "decompose_kl",
+    "dimwise_kl",
+    "encode_all",
+    # plugins
+    "hookimpl",
+    "index_code_mi",
+    "log_mixture_density",
+    "log_mixture_marginals",
+    "make_engine",
+    "marginal_kl",
+    "posterior_from_params",
+    "total_correlation",
+    "vamp_prior",
 ]

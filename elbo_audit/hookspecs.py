@@ -25,18 +25,18 @@ from ._kernels.protocol import ComputeBackend
 from ._model.protocols import AuditModel, Prior
 
 __all__ = [
-    "hookspec",
-    "hookimpl",
-    "ModelRef",
     "AdapterInfo",
-    "DatasetInfo",
-    "PriorInfo",
-    "Dataset",
     "BackendInfo",
+    "Dataset",
+    "DatasetInfo",
+    "ModelRef",
+    "PriorInfo",
     "elbo_audit_adapters",
     "elbo_audit_backends",
     "elbo_audit_datasets",
     "elbo_audit_priors",
+    "hookimpl",
+    "hookspec",
 ]
 
 PROJECT = "elbo_audit"

@@ -57,13 +57,13 @@ def _truth_parts(z: NDArray[np.float64], mean: NDArray[np.float64], std: NDArray
     return log_w[None] - 0.5 * np.sum(u * u, axis=2) - np.sum(np.log(std), axis=1)[None] - 0.5 * z.shape[1] * LOG_2PI
 
 
-def _truth_marginals(z, mean, std, log_w):  # noqa: ANN001, ANN202 - test helper
+def _truth_marginals(z, mean, std, log_w):
     u = (z[:, None, :] - mean[None]) / std[None]
     lp = log_w[None, :, None] - 0.5 * u * u - np.log(std)[None] - 0.5 * LOG_2PI
     return logsumexp(lp, axis=1)
 
 
-def _truth_interaction(z, owner, log_qz, mean, std, log_w, tol):  # noqa: ANN001, ANN202
+def _truth_interaction(z, owner, log_qz, mean, std, log_w, tol):
     """R_m, and how far an error of ``tol`` nats in the log-densities can move it.
 
     -log(1 - r) is ill-conditioned as r -> 1: an error e in log r moves it by
@@ -165,7 +165,7 @@ def test_float32_split_sends_sharp_components_to_float64() -> None:
         def devices(self) -> tuple[str, ...]:
             return ("cpu",)
 
-        def prepare(self, mean, std, log_weights=None, *, precision="float64", device="cpu"):  # noqa: ANN001, ANN201
+        def prepare(self, mean, std, log_weights=None, *, precision="float64", device="cpu"):
             self.calls.append((mean.shape[0], precision))
             return self.inner.prepare(mean, std, log_weights)
 
@@ -205,21 +205,21 @@ class _Counting:
     def devices(self) -> tuple[str, ...]:
         return ("cpu",)
 
-    def prepare(self, mean, std, log_weights=None, *, precision="float64", device="cpu"):  # noqa: ANN001, ANN201
+    def prepare(self, mean, std, log_weights=None, *, precision="float64", device="cpu"):
         kern = self.inner.prepare(mean, std, log_weights)
         outer = self
 
         class K:
             precision = "float64"
 
-            def log_density(self, z):  # noqa: ANN001, ANN202
+            def log_density(self, z):
                 outer.log_density_rows.append((mean.shape[0], z.shape[0]))
                 return kern.log_density(z)
 
-            def log_marginals(self, z):  # noqa: ANN001, ANN202
+            def log_marginals(self, z):
                 return kern.log_marginals(z)
 
-            def interaction(self, z, owner, log_qz):  # noqa: ANN001, ANN202
+            def interaction(self, z, owner, log_qz):
                 outer.interactions += 1
                 return kern.interaction(z, owner, log_qz)
 
@@ -273,7 +273,7 @@ def test_backends_command_lists_json(capsys: pytest.CaptureFixture[str]) -> None
         (["--backend", "numpy", "--precision", "float32"], "float64 only"),
     ],
 )
-def test_bad_backend_options_exit_2(tmp_path, capsys, argv, message) -> None:  # noqa: ANN001
+def test_bad_backend_options_exit_2(tmp_path, capsys, argv, message) -> None:
     enc = tmp_path / "enc.npz"
     np.savez(enc, mean=np.zeros((20, 2)), std=np.ones((20, 2)))
     out = tmp_path / "r.nc"
@@ -283,7 +283,7 @@ def test_bad_backend_options_exit_2(tmp_path, capsys, argv, message) -> None:  #
     assert not out.exists()
 
 
-def test_report_records_backend_and_precision(tmp_path) -> None:  # noqa: ANN001
+def test_report_records_backend_and_precision(tmp_path) -> None:
     import xarray as xr
 
     enc = tmp_path / "enc.npz"

@@ -42,7 +42,7 @@ def _targets(path: Path, node: ast.ImportFrom) -> list[tuple[str, ...]]:
         mod = node.module.split(".") if node.module else []
         if mod:
             return [tuple(base + mod)]
-        return [tuple([*base, a.name]) for a in node.names]
+        return [(*base, a.name) for a in node.names]
     if node.module and node.module.split(".")[0] == "elbo_audit":
         parts = node.module.split(".")[1:]
         return [tuple(parts)] if parts else [(a.name,) for a in node.names]

@@ -16,18 +16,17 @@ from typing import Any, final
 import numpy as np
 from numpy.typing import NDArray
 
-from .._estimation.adaptive import AdaptiveRecord, decompose_priors_to_target, estimate_to_target
 from .._errors import ModelError
+from .._estimation.adaptive import AdaptiveRecord, decompose_priors_to_target, estimate_to_target
 from .._estimation.estimators import KLDecomposition, decompose_from_sweep
+from .._estimation.mc import TermEstimate, stratified_estimate
 from .._estimation.sweep import Sweep, draw_sweep
 from .._kernels.mixture import Engine
-from .._kernels.protocol import Precision
+from .._kernels.numpy_backend import Form, NumpyBackend
+from .._model.families import DiagonalGaussian
+from .._model.protocols import AuditModel, Decoder, Encoder, Prior
 from .._model.streams import KL, RECONSTRUCTION, stream
 from .._reporting import SILENT, Reporter
-from .._model.families import DiagonalGaussian
-from .._estimation.mc import TermEstimate, stratified_estimate
-from .._kernels.numpy_backend import Form, NumpyBackend
-from .._model.protocols import AuditModel, Decoder, Encoder, Prior
 
 __all__ = [
     "AuditSettings",
@@ -169,7 +168,8 @@ def encode_all(
         non-positive values; the message names the model and data points.
     """
     n = x.shape[0]
-    means, stds = [], []
+    means: list[NDArray[np.float64]] = []
+    stds: list[NDArray[np.float64]] = []
     with reporter.task(f"encoding {model}", -(-n // batch_size)) as bar:
         for start in range(0, n, batch_size):
             _encode_batch(encoder, x, start, batch_size, model, means, stds)
@@ -220,7 +220,7 @@ def _check_loglik(ll: Any, shape: tuple[int, int], start: int, model: str) -> ND
             f"model {model!r}: decoder returned NaN or infinite log-likelihoods at data points "
             f"{_bad_rows(bad, start)}"
         )
-    return ll
+    return np.asarray(ll, np.float64)
 
 
 def reconstruction_term(

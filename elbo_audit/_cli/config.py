@@ -62,7 +62,7 @@ from typing import Any
 
 from .._errors import UsageError
 
-__all__ = ["RunConfig", "ModelEntry", "PriorEntry", "load_config"]
+__all__ = ["ModelEntry", "PriorEntry", "RunConfig", "load_config"]
 
 
 @dataclass

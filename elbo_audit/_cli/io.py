@@ -217,12 +217,33 @@ def load_array_file(spec: str, *, binarize: float | None = None, limit: int | No
         rows = np.flatnonzero(bad.any(axis=1))[:5]
         raise DataError(f"--data {spec}: NaN or infinite values at data points {', '.join(map(str, rows))}")
     if binarize is not None:
-        scale = 255.0 if x.dtype == np.uint8 and x.max() > 1 else 1.0
-        x = (x / scale > binarize).astype(np.float64)
+        x = binarize_grey_levels(x, binarize, f"--data {spec}")
     attrs = {"name": name, "sha256": digest, "size": int(x.shape[0]), "path": str(path)}
     if binarize is not None:
         attrs["binarize"] = binarize
     return Dataset(name, x, attrs)
+
+
+def binarize_grey_levels(x: NDArray[Any], threshold: float, where: str) -> NDArray[np.float64]:
+    """``x > threshold`` with grey levels in [0, 1]: uint8 data is divided by 255 first.
+
+    One meaning for every source (files and built-in datasets): other data must
+    already lie in [0, 1], else the threshold would depend on the data's own
+    maximum; that is refused, naming the range found.
+    """
+    if not 0.0 <= threshold < 1.0:
+        raise DataError(f"{where}: --binarize {threshold}: the threshold must be in [0, 1)")
+    if x.dtype == np.uint8:
+        levels = x.astype(np.float64) / 255.0
+    else:
+        levels = np.asarray(x, np.float64)
+        lo, hi = (float(levels.min()), float(levels.max())) if levels.size else (0.0, 0.0)
+        if lo < 0.0 or hi > 1.0:
+            raise DataError(
+                f"{where}: --binarize needs grey levels in [0, 1] or uint8 data, found values in "
+                f"[{lo:g}, {hi:g}]; scale the data first"
+            )
+    return np.asarray(levels > threshold, np.float64)
 
 
 def array_sha256(x: NDArray[Any]) -> str:

@@ -15,7 +15,6 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-
 from .._errors import AuditError, UsageError
 from .._report.compare import compare_reports, format_comparison
 from .._report.plot import plot_report
@@ -26,7 +25,7 @@ from .plugins import PluginHost
 from .progress import enabled
 from .run import run_from_args
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--weights", metavar="FILE", help="weights or model file (untrusted: safe formats only)")
     src.add_argument("--adapter", help="adapter plugin to use (default: the one that claims the model)")
     src.add_argument("--data", metavar="DATA", help="a built-in dataset name (e.g. digits) or FILE.npz[:key] / .npy / IDX(.gz)")
-    src.add_argument("--binarize", type=float, metavar="T", help="binarize data as x > T (grey levels scaled to [0,1])")
+    src.add_argument("--binarize", type=float, metavar="T", help="binarize data as x > T: grey levels in [0, 1], uint8 divided by 255 (other ranges are refused)")
     src.add_argument("--limit", type=int, metavar="N", help="audit only the first N data points")
     src.add_argument("--name", help="the model's name in the report")
     src.add_argument("--allow-unsafe", action="store_true", help="allow pickle-based model files (recorded in the report)")
@@ -232,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("elbo-audit: interrupted; no report written", file=sys.stderr)
         return 130
-    except Exception as exc:  # an internal error: a bug in elbo-audit
+    except Exception as exc:  # noqa: BLE001 - an internal error: a bug in elbo-audit
         if debug:
             traceback.print_exc()
         where = traceback.extract_tb(exc.__traceback__)[-1]

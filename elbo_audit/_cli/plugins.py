@@ -15,12 +15,11 @@ from typing import Any, TypeVar
 
 import pluggy
 
-from . import builtin as _builtin
-
 from .. import hookspecs
 from .._errors import PluginError, UsageError
 from .._version import __version__
 from ..hookspecs import PROJECT, AdapterInfo, BackendInfo, DatasetInfo, PriorInfo
+from . import builtin as _builtin
 
 __all__ = ["PluginHost", "PluginRecord"]
 
@@ -67,13 +66,13 @@ class PluginHost:
             return
         try:
             self.pm.register(plugin, name=name)
-        except Exception as exc:  # pluggy validates hook signatures here
+        except Exception as exc:  # noqa: BLE001 - pluggy validates hook signatures here
             msg = f"plugin {name!r} ({distribution or 'unknown distribution'}) is invalid: {exc}"
             self.failures[name] = msg
             self._records[name] = PluginRecord(name, distribution, version, (), f"failed: {exc}")
             return
         hooks = tuple(
-            sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])  # type: ignore[union-attr]
+            sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
         )
         self._records[name] = PluginRecord(name, distribution, version, hooks, "loaded")
 
@@ -88,7 +87,7 @@ class PluginHost:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # any import failure is the plugin's
+            except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
                 msg = (
                     f"plugin {ep.name!r} (distribution {dist} {version}) failed to import: "
                     f"{type(exc).__name__}: {exc} (block it with -p no:{ep.name})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -20,24 +21,24 @@ from .._audit.audit import (
     supplied_reconstruction,
 )
 from .._audit.uncertainty import bootstrap_audits
-from .._estimation.bootstrap import CI_METHODS
-from .config import ModelEntry, PriorEntry, RunConfig, load_config
 from .._errors import AuditError, GateFailed, ModelError, PluginError, UsageError
+from .._estimation.bootstrap import CI_METHODS
 from .._model.families import DiagonalGaussian
-from .._report.schema import open_report
-from .._report.gates import Baseline, evaluate_gates, gates_dataset, parse_gate
-from .io import array_sha256, load_array_file, load_posteriors
-from .models import load_model
-from . import progress
-from .backends import resolve_engine
-from .plugins import PluginHost
 from .._model.priors import StandardNormal
 from .._model.protocols import Prior
 from .._report.build import build_report, write_report
+from .._report.gates import Baseline, evaluate_gates, gates_dataset, parse_gate
+from .._report.schema import open_report
 from .._report.summary import format_summary
 from ..hookspecs import Dataset, ModelRef
+from . import progress
+from .backends import resolve_engine
+from .config import ModelEntry, PriorEntry, RunConfig, load_config
+from .io import array_sha256, binarize_grey_levels, load_array_file, load_posteriors
+from .models import load_model
+from .plugins import PluginHost
 
-__all__ = ["run_from_args", "load_dataset", "merge_args"]
+__all__ = ["load_dataset", "merge_args", "run_from_args"]
 
 _OVERRIDES = {
     "seed": "seed", "samples_per_point": "samples_per_point",
@@ -64,7 +65,7 @@ def load_dataset(spec: str, host: PluginHost, binarize: float | None, limit: int
         if limit is not None:
             x = x[:limit]
         if binarize is not None:
-            x = (x / (x.max() or 1.0) > binarize).astype(np.float64)
+            x = binarize_grey_levels(x, binarize, f"--data {spec}")
         attrs = {**ds.attrs, "name": spec, "plugin": plugin}
         attrs.update({"sha256": array_sha256(x), "size": int(x.shape[0])})
         return Dataset(spec, x, attrs)
@@ -201,7 +202,8 @@ def _prior_makers_for(entries: list[PriorEntry], host: PluginHost, seed: int) ->
             if info.fitted:
                 options.update(posteriors=q, seed=seed)
             try:
-                return info.build(q.n_latent, options)
+                built: Prior = info.build(q.n_latent, options)
+                return built
             except AuditError:
                 raise
             except Exception as exc:
@@ -292,7 +294,7 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
             _log(args, f"auditing model {entry.name!r} ({model.adapter}) on {data.name} (N = {data.x.shape[0]})")
             audit = audit_model(
                 model, data.x, settings,
-                extra_priors=lambda q, n=entry.name: alternatives(q, n),
+                extra_priors=functools.partial(alternatives, model=entry.name),
                 engine=engine, reporter=reporter,
             )
             audits.append(audit)

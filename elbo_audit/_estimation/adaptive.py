@@ -44,22 +44,22 @@ import numpy as np
 
 from .._kernels.mixture import Engine
 from .._kernels.numpy_backend import Form, NumpyBackend
-from .._reporting import SILENT, Reporter
-from .estimators import KLDecomposition, decompose_from_sweep, decompose_kl
-from .sweep import Sweep, draw_sweep
 from .._model.families import DiagonalGaussian
-from .mc import TermEstimate
 from .._model.protocols import Prior
+from .._reporting import SILENT, Reporter
+from .estimators import KLDecomposition, decompose_from_sweep
+from .mc import TermEstimate
+from .sweep import Sweep, draw_sweep
 
 __all__ = [
     "AdaptiveRecord",
-    "pool_stratified",
-    "pool_subsets",
-    "merge_decompositions",
-    "sweep_rng",
     "decompose_kl_to_target",
     "decompose_priors_to_target",
     "estimate_to_target",
+    "merge_decompositions",
+    "pool_stratified",
+    "pool_subsets",
+    "sweep_rng",
 ]
 
 # Terms of a KLDecomposition drawn once per data point (not samples_per_point times).
@@ -218,7 +218,7 @@ def merge_decompositions(parts: Sequence[KLDecomposition]) -> KLDecomposition:
     }
     return replace(
         first,
-        **pooled,
+        **pooled,  # type: ignore[arg-type]  # the term fields, by name
         samples_per_point=int(sum(k)),
         marginal_samples=int(sum(p.marginal_samples for p in parts)),
     )
@@ -249,7 +249,7 @@ def _worst(ses: Mapping[str, Mapping[str, float]]) -> float:
 
 
 def _run(
-    sweep: Callable[[np.random.Generator, int], Mapping[str, Mapping[str, TermEstimate]]],
+    sweep: Callable[[np.random.Generator, int], Any],
     pool: Callable[[list[Any]], Mapping[str, Mapping[str, TermEstimate]]],
     *,
     target_se: float,
@@ -484,7 +484,7 @@ def estimate_to_target(
     def pool(results: list[TermEstimate]) -> dict[str, dict[str, TermEstimate]]:
         return {"": {"term": pool_stratified(results, draws[: len(results)])}}
 
-    results, pooled, record = _run(
+    _results, pooled, record = _run(
         one,
         pool,
         target_se=target_se,

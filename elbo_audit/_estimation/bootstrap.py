@@ -48,20 +48,20 @@ from .._model.streams import BOOTSTRAP
 from .mc import TermEstimate
 
 __all__ = [
+    "CI_METHODS",
     "BootstrapPlan",
     "CIMethod",
-    "CI_METHODS",
-    "replicates",
-    "replicates_many",
-    "percentile_interval",
+    "acceleration",
     "bca_interval",
     "interval_from_replicates",
     "jackknife_means",
-    "term_jackknife",
-    "acceleration",
+    "mc_interval",
+    "percentile_interval",
+    "replicates",
+    "replicates_many",
     "term_acceleration",
     "term_interval",
-    "mc_interval",
+    "term_jackknife",
 ]
 
 CIMethod = Literal["percentile", "bca", "basic", "normal"]
@@ -70,6 +70,8 @@ CI_METHODS: tuple[str, ...] = ("percentile", "bca", "basic", "normal")
 # Replicates per generated block; part of the definition of the plan (changing
 # it changes every replicate of a given seed).
 _BLOCK = 32
+# Data points per chunk of the replicate sums (a 32 x 4096 float64 tile is 1 MiB).
+_COLUMNS = 4096
 # Materialise and cache the int32 counts when they take at most this many bytes.
 _CACHE_BYTES = 64 * 2**20
 
@@ -91,7 +93,7 @@ class BootstrapPlan:
         ``SeedSequence(seed, spawn_key=(2, block))``.
     """
 
-    __slots__ = ("n_points", "n_resamples", "seed", "_cache")
+    __slots__ = ("_cache", "n_points", "n_resamples", "seed")
 
     def __init__(self, n_points: int, n_resamples: int, seed: int) -> None:
         if int(n_points) < 1:
@@ -188,25 +190,32 @@ def replicates_many(terms: Sequence[TermEstimate], plan: BootstrapPlan) -> NDArr
         groups.setdefault(_index_key(term), []).append(t)
     if not groups or b_total == 0:
         return out
-    prepared = []
+    prepared: list[tuple[list[int], NDArray[np.intp] | None, NDArray[np.float64]]] = []
     for key, members in groups.items():
         values = np.stack([np.asarray(terms[t].pointwise, dtype=np.float64) for t in members], axis=1)
-        idx = None if key is None else np.asarray(terms[members[0]].index, dtype=np.intp)
-        prepared.append((members, idx, values))
+        at = None if key is None else np.asarray(terms[members[0]].index, dtype=np.intp)
+        prepared.append((members, at, values))
     for start, counts in plan.blocks():
         stop = start + counts.shape[0]
-        for members, idx, values in prepared:
+        for members, where, values in prepared:
             # one matrix-vector product per term, so that a term's replicates
             # do not depend on which other terms share the pass (bitwise)
-            if idx is None:
+            if where is None:
                 w = counts.astype(np.float64)
                 total = np.float64(n)
             else:
-                w = counts[:, idx].astype(np.float64)
+                w = counts[:, where].astype(np.float64)
                 total = w.sum(axis=1)
+            sums = np.zeros((len(members), w.shape[0]))
+            # columns in cache-sized chunks, summed in chunk order: each term's
+            # sum is the same whatever else shares the pass
+            for c0 in range(0, w.shape[1], _COLUMNS):
+                wc = w[:, c0 : c0 + _COLUMNS]
+                for col in range(len(members)):
+                    sums[col] += wc @ values[c0 : c0 + _COLUMNS, col]
             for col, t in enumerate(members):
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    out[t, start:stop] = (w @ values[:, col]) / total
+                    out[t, start:stop] = sums[col] / total
     return out
 
 
@@ -216,7 +225,7 @@ def replicates(term: TermEstimate, plan: BootstrapPlan) -> NDArray[np.float64]:
     See :func:`replicates_many`, which shares one pass over the plan among many
     terms.
     """
-    return replicates_many([term], plan)[0]
+    return np.asarray(replicates_many([term], plan)[0], np.float64)
 
 
 # ---------------------------------------------------------------------------
@@ -228,7 +237,7 @@ def jackknife_means(pointwise: NDArray[np.float64]) -> NDArray[np.float64]:
     c = np.asarray(pointwise, dtype=np.float64)
     if c.size < 2:
         raise ValueError("the jackknife needs at least two contributions")
-    return (c.sum() - c) / (c.size - 1)
+    return np.asarray((c.sum() - c) / (c.size - 1), np.float64)
 
 
 def term_jackknife(term: TermEstimate, n_points: int | None = None) -> NDArray[np.float64]:

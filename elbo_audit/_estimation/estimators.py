@@ -21,30 +21,31 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import final
+from typing import Any, final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .._errors import ModelError
-from .._model.families import DiagonalGaussian
-from .mc import TermEstimate, stratified_estimate, subset_estimate
 from .._kernels.mixture import Engine, Mixture
 from .._kernels.numpy_backend import Form, NumpyBackend
+from .._model.families import DiagonalGaussian
 from .._model.priors import MixtureOfGaussians
 from .._model.protocols import Prior
+from .mc import TermEstimate, stratified_estimate, subset_estimate
 from .sweep import Draws, Sweep, draw_sweep
 
 __all__ = [
     "KLDecomposition",
+    "avg_kl",
     "decompose_from_sweep",
     "decompose_kl",
-    "avg_kl",
+    "dimwise_kl",
     "index_code_mi",
     "marginal_kl",
     "total_correlation",
-    "dimwise_kl",
 ]
 
 _REFERENCES = """
@@ -111,7 +112,8 @@ class _PriorDensities:
     def marginal_log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
         if self.mixture is not None:
             return self.mixture.log_marginals(z)
-        return np.asarray(self.prior.marginal_log_prob(z), dtype=np.float64)
+        marginal = self.prior.marginal_log_prob  # required of factorised priors
+        return np.asarray(marginal(z), dtype=np.float64)
 
 
 def _is_aggregate_of(prior: Prior, q: DiagonalGaussian) -> bool:
@@ -168,6 +170,7 @@ def decompose_from_sweep(
     mi = stratified_estimate(f_mi, pilot_mi, "exact aggregate posterior, Monte Carlo over z")
     # Every per-sample term is at most log N, so every mean of them is too; only
     # the rounding of the summation can push a mean above it (by an ulp).
+    assert mi.pointwise is not None
     mi = dataclasses.replace(
         mi, value=min(mi.value, log_n), pointwise=np.minimum(mi.pointwise, log_n)
     )
@@ -278,11 +281,16 @@ def decompose_kl(
     return decompose_from_sweep(sweep, posteriors, prior, engine)
 
 
-def _one(term: str):  # noqa: ANN202 - builds documented public functions
+def _one(term: str) -> Callable[..., TermEstimate]:
     def estimate(
-        posteriors: DiagonalGaussian, prior: Prior, *, rng: np.random.Generator | int | None = None, **kwargs: int
+        posteriors: DiagonalGaussian,
+        prior: Prior,
+        *,
+        rng: np.random.Generator | int | None = None,
+        **kwargs: Any,
     ) -> TermEstimate:
-        return getattr(decompose_kl(posteriors, prior, rng=rng, **kwargs), term)
+        found: TermEstimate = getattr(decompose_kl(posteriors, prior, rng=rng, **kwargs), term)
+        return found
 
     estimate.__name__ = estimate.__qualname__ = term
     return estimate

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from .._model.families import DiagonalGaussian
-from .mc import TermEstimate
 from .._kernels.mixture import Engine
 from .._kernels.numpy_backend import Form, NumpyBackend
+from .._model.families import DiagonalGaussian
+from .mc import TermEstimate
 
-__all__ = ["HOEFFDING_GAMMA", "mixture_interaction", "interaction_adjusted_terms"]
+__all__ = ["HOEFFDING_GAMMA", "interaction_adjusted_terms", "mixture_interaction"]
 
 
 

@@ -58,7 +58,7 @@ def float32_error_bound(
     """
     ratio = (np.abs(mean) + 3.0 * std) / std
     quad = 0.5 * _EPS32 * np.sqrt(np.sum(ratio * ratio, axis=1))
-    return quad + 0.5 * _EPS32 * (np.abs(const) + mean.shape[1])
+    return np.asarray(quad + 0.5 * _EPS32 * (np.abs(const) + mean.shape[1]), np.float64)
 
 
 @final
@@ -88,8 +88,9 @@ class Mixture:
         device: str = "cpu",
         chunk: int = 8192,
     ) -> None:
-        mean = np.asarray(mean, np.float64)
-        std = np.asarray(std, np.float64)
+        mean64: NDArray[np.float64] = np.asarray(mean, np.float64)
+        std64: NDArray[np.float64] = np.asarray(std, np.float64)
+        mean, std = mean64, std64
         m, d = mean.shape
         if std.shape != mean.shape:
             raise ValueError(f"shape mismatch: mean {mean.shape}, std {std.shape}")
@@ -111,11 +112,14 @@ class Mixture:
             bound = float32_error_bound(mc, std, np.where(finite, const - self._offset, 0.0))
             risky = bound > FLOAT32_TOL
             shifted = log_w - self._offset
-            for mask, prec in ((~risky, "float32"), (risky, "float64")):
+            split: tuple[tuple[NDArray[np.bool_], Precision], ...] = (
+                (~risky, "float32"), (risky, "float64"),
+            )
+            for mask, prec in split:
                 idx = np.flatnonzero(mask)
                 if idx.size:
                     kern = backend.prepare(
-                        mc[idx], std[idx], shifted[idx], precision=prec, device=device  # type: ignore[arg-type]
+                        mc[idx], std[idx], shifted[idx], precision=prec, device=device
                     )
                     parts.append((idx, kern))
             self.n_float64 = int(risky.sum())

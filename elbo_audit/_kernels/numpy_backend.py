@@ -162,9 +162,10 @@ def log_mixture_density(
        carve up the variational evidence lower bound", NIPS Workshop on
        Advances in Approximate Bayesian Inference, 2016.
     """
-    z = np.ascontiguousarray(z, dtype=np.float64)
-    mean = np.asarray(mean, dtype=np.float64)
-    std = np.asarray(std, dtype=np.float64)
+    z64: NDArray[np.float64] = np.ascontiguousarray(z, dtype=np.float64)
+    mean64: NDArray[np.float64] = np.asarray(mean, dtype=np.float64)
+    std64: NDArray[np.float64] = np.asarray(std, dtype=np.float64)
+    z, mean, std = z64, mean64, std64
     m, d = mean.shape
     if z.ndim != 2 or z.shape[1] != d or std.shape != mean.shape:
         raise ValueError(f"shape mismatch: z {z.shape}, mean {mean.shape}, std {std.shape}")
@@ -256,9 +257,10 @@ def log_mixture_marginals(
     .. [1] R. T. Q. Chen, X. Li, R. Grosse and D. Duvenaud, "Isolating sources
        of disentanglement in variational autoencoders", NeurIPS 2018.
     """
-    z = np.asarray(z, dtype=np.float64)
-    mean = np.asarray(mean, dtype=np.float64)
-    std = np.asarray(std, dtype=np.float64)
+    z64: NDArray[np.float64] = np.asarray(z, dtype=np.float64)
+    mean64: NDArray[np.float64] = np.asarray(mean, dtype=np.float64)
+    std64: NDArray[np.float64] = np.asarray(std, dtype=np.float64)
+    z, mean, std = z64, mean64, std64
     m, d = mean.shape
     log_w = np.full(m, -np.log(m)) if log_weights is None else np.asarray(log_weights, np.float64)
     inv_std = 1.0 / std
@@ -270,7 +272,7 @@ def log_mixture_marginals(
         for i in range(0, z.shape[0], outer_block):
             zb = z[i : i + outer_block, j]
 
-            def tiles() -> Iterator[NDArray[np.float64]]:
+            def tiles(zb: NDArray[np.float64] = zb) -> Iterator[NDArray[np.float64]]:
                 for s in range(0, m, inner_block):
                     sl = slice(s, s + inner_block)
                     u = (zb[:, None] - mu_j[None, sl]) * is_j[None, sl]
@@ -373,9 +375,10 @@ def interaction_sums(
     .. [1] W. Hoeffding, "A class of statistics with asymptotically normal
        distribution", Annals of Mathematical Statistics 19, 1948.
     """
-    z = np.ascontiguousarray(z, dtype=np.float64)
-    mean = np.asarray(mean, dtype=np.float64)
-    std = np.asarray(std, dtype=np.float64)
+    z64: NDArray[np.float64] = np.ascontiguousarray(z, dtype=np.float64)
+    mean64: NDArray[np.float64] = np.asarray(mean, dtype=np.float64)
+    std64: NDArray[np.float64] = np.asarray(std, dtype=np.float64)
+    z, mean, std = z64, mean64, std64
     own_all = np.asarray(owner, dtype=np.int64)
     lq_all = np.asarray(log_qz, dtype=np.float64)
     m, d = mean.shape

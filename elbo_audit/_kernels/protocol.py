@@ -30,7 +30,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Precision", "PRECISIONS", "MixtureKernels", "ComputeBackend"]
+__all__ = ["PRECISIONS", "ComputeBackend", "MixtureKernels", "Precision"]
 
 Precision = Literal["float32", "float64"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "float64")

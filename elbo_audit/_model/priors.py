@@ -22,12 +22,12 @@ from .._errors import DataError, ModelError
 from .families import LOG_2PI, DiagonalGaussian
 
 __all__ = [
-    "StandardNormal",
-    "LazyStandardNormal",
     "DiagonalGaussianPrior",
+    "LazyStandardNormal",
     "MixtureOfGaussians",
-    "vamp_prior",
+    "StandardNormal",
     "aggregate_posterior_prior",
+    "vamp_prior",
 ]
 
 
@@ -63,7 +63,7 @@ class DiagonalGaussianPrior:
 
     def log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
         """log p(z) for each row of ``z`` (shape (S, D)) -> (S,)."""
-        return np.sum(self.marginal_log_prob(z), axis=-1)
+        return np.asarray(np.sum(self.marginal_log_prob(z), axis=-1), np.float64)
 
     def marginal_log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
         """log p_j(z_j) for each row and dimension -> (S, D)."""
@@ -78,7 +78,7 @@ class DiagonalGaussianPrior:
         return q.cross_entropy_gaussian(self.mean, self.std)
 
 
-def StandardNormal(n_latent: int) -> DiagonalGaussianPrior:  # noqa: N802 - a constructor
+def StandardNormal(n_latent: int) -> DiagonalGaussianPrior:
     """The isotropic standard normal prior N(0, I) in ``n_latent`` dimensions."""
     if n_latent < 1:
         raise DataError(f"standard normal prior: need at least one latent, got {n_latent}")

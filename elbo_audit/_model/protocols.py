@@ -31,7 +31,8 @@ class Prior(Protocol):
     ``factorised`` is true).
     """
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def n_latent(self) -> int: ...

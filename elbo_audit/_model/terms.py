@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import final
 
-__all__ = ["LONG_NAMES", "SHORT_LABELS", "TERMS", "Term", "TERM_INFO"]
+__all__ = ["LONG_NAMES", "SHORT_LABELS", "TERMS", "TERM_INFO", "Term"]
 
 
 @final

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +164,7 @@ def build_report(
             "schema_version": SCHEMA_VERSION,
             "title": title,
             "history": history,
-            "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "creation_library": "elbo-audit",
             "creation_library_version": __version__,
             "dataset_name": str(dataset.get("name", "")),
@@ -190,7 +190,7 @@ def build_report(
     for key, value in (extra_attrs or {}).items():
         root.attrs[key] = _attr(value)
     tree = {"/": root}
-    rep_vars = {
+    rep_vars: dict[str, tuple[tuple[str, ...], Any, dict[str, str]]] = {
         t: (("model", "prior", "replicate"), reps[t], {"units": "nat", "long_name": f"bootstrap replicates of {t}"})
         for t in TERMS
     }

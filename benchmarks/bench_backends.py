@@ -1,0 +1,193 @@
+"""Every compute backend beside the reference kernel and the naive broadcast, in ONE run.
+
+For each size N = S and latent dimension D it times one exact pass, log q(z_s)
+over all N components for S outer samples, on the same VAE-like inputs (means
+~ N(0, 1), standard deviations log-uniform in [0.05, 0.5], one draw from each
+posterior):
+
+* every available backend of ``elbo-audit backends`` in each of its
+  precisions, through the core's :class:`elbo_audit.Mixture` (centring and
+  the float32 safety split included, as an audit runs it);
+* the fused reference kernel of ``../shared/perf/reference.py`` (float32), the
+  measuring stick (``--reference PATH``);
+* the naive broadcast ``(sb, 1, D) - (1, N, D)`` + ``scipy.special.logsumexp``
+  found in common open-source code, on the first ``--naive-s`` samples,
+  extrapolated linearly (its cost is exactly linear in S).
+
+It prints seconds, G pairs/s, the ratio to the reference kernel, the max
+|error| of log q(z) against the numpy float64 direct form (on the first
+``--check-s`` samples), and the peak of traced (numpy/Python) memory. Then it
+runs the whole default audit (``elbo-audit run --posteriors``: every term,
+bootstrap intervals, the report written) at ``--audit-n`` and states it as a
+multiple of one reference pass at that size, measured in the same run.
+
+Run from the repository root::
+
+    python benchmarks/bench_backends.py                                 # N in {10000, 50000}, D in {2, 20}
+    python benchmarks/bench_backends.py --sizes 10000 --dims 20 --audit-n 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from elbo_audit import Engine, log_mixture_density  # noqa: E402
+from elbo_audit._cli.backends import backend_table  # noqa: E402
+from elbo_audit._cli.main import main as cli_main  # noqa: E402
+from elbo_audit._cli.plugins import PluginHost  # noqa: E402
+
+DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "perf" / "reference.py"
+
+
+def load_reference(path: Path) -> ModuleType | None:
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("elbo_audit_reference_kernel", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def inputs(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    mean = rng.normal(size=(n, d))
+    std = np.exp(rng.uniform(np.log(0.05), np.log(0.5), (n, d)))
+    z = mean + std * rng.standard_normal((n, d))
+    return mean, std, z
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any, float]:
+    """Best wall time of ``repeat`` calls, the last result, peak traced MiB."""
+    best, out = float("inf"), None
+    gc.collect()
+    tracemalloc.start()
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return best, out, peak
+
+
+def naive(z: np.ndarray, mean: np.ndarray, std: np.ndarray, block: int = 16) -> np.ndarray:
+    d = mean.shape[1]
+    const = -np.sum(np.log(std), axis=1) - 0.5 * d * np.log(2 * np.pi) - np.log(mean.shape[0])
+    out = np.empty(z.shape[0])
+    for i in range(0, z.shape[0], block):
+        u = (z[i : i + block, None, :] - mean[None]) / std[None]
+        out[i : i + block] = special.logsumexp(const[None] - 0.5 * np.sum(u * u, axis=2), axis=1)
+    return out
+
+
+def bench_size(n: int, d: int, args: argparse.Namespace, ref: ModuleType | None) -> list[list[str]]:
+    mean, std, z = inputs(n, d)
+    check = slice(0, min(n, args.check_s))
+    truth = log_mixture_density(z[check], mean, std, form="direct")
+    rows: list[tuple[str, float, float, float, str]] = []  # name, seconds, err, peak, how
+    t_ref = float("nan")
+    if ref is not None:
+        ref.log_q(z[:64], mean, std)  # build and warm
+        t_ref, out, peak = timed(lambda: ref.log_q(z, mean, std, dtype=np.float32, threads=2), args.repeat)
+        rows.append(("reference kernel float32", t_ref, float(np.max(np.abs(out[check] - truth))), peak, "measured"))
+    for r in backend_table(PluginHost()):
+        if not r.available or r.backend is None:
+            continue
+        for prec in r.precision:
+            mix = Engine(r.backend, prec).mixture(mean, std)  # type: ignore[arg-type]
+            mix.log_density(z[:64])
+            t, out, peak = timed(lambda mix=mix: mix.log_density(z), args.repeat)
+            label = f"{r.name} {mix.precision_detail}"
+            rows.append((label, t, float(np.max(np.abs(out[check] - truth))), peak, "measured"))
+    s_naive = min(n, args.naive_s)
+    t_nv, out, peak = timed(lambda: naive(z[:s_naive], mean, std), 1)
+    err = float(np.max(np.abs(out[: min(s_naive, check.stop)] - truth[: min(s_naive, check.stop)])))
+    rows.append(("naive broadcast (numpy + scipy)", t_nv * n / s_naive, err, peak,
+                 f"extrapolated from {s_naive} samples"))
+    table = []
+    for name, t, err, peak, how in rows:
+        table.append([
+            f"{n}", f"{d}", name, f"{t:.3f}", f"{n * n / t / 1e9:.2f}",
+            f"{t / t_ref:.2f}" if t_ref == t_ref else "-", f"{err:.1e}", f"{peak:.0f}", how,
+        ])
+    return table
+
+
+def bench_audit(n: int, d: int, ref: ModuleType | None, repeat: int) -> str:
+    mean, std, z = inputs(n, d, seed=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        enc = Path(tmp) / "enc.npz"
+        np.savez(enc, mean=mean, std=std)
+        out = Path(tmp) / "report.nc"
+        argv = ["run", "--posteriors", str(enc), "--out", str(out), "--quiet", "--format", "json"]
+        devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
+        saved, sys.stdout = sys.stdout, devnull
+        try:
+            t = time.perf_counter()
+            rc = cli_main(argv)
+            t_audit = time.perf_counter() - t
+        finally:
+            sys.stdout = saved
+            devnull.close()
+        assert rc == 0, f"audit failed with exit code {rc}"
+    line = f"whole default audit (elbo-audit run --posteriors, N = {n}, D = {d}): {t_audit:.2f} s"
+    if ref is not None:
+        t_ref, _, _ = timed(lambda: ref.log_q(z, mean, std, dtype=np.float32, threads=2), repeat)
+        line += f" = {t_audit / t_ref:.1f} reference passes ({t_ref:.3f} s each, same run)"
+    default = next(r for r in backend_table(PluginHost()) if r.available)
+    return line + f"; default backend {default.name}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="10000,50000", help="N = S values (comma-separated)")
+    ap.add_argument("--dims", default="2,20", help="latent dimensions D (comma-separated)")
+    ap.add_argument("--repeat", type=int, default=3, help="best of this many calls (default 3)")
+    ap.add_argument("--naive-s", type=int, default=300, help="samples of the naive broadcast")
+    ap.add_argument("--check-s", type=int, default=2000, help="samples checked against float64 direct")
+    ap.add_argument("--audit-n", type=int, default=50000, help="N of the whole-audit row (0: skip)")
+    ap.add_argument(
+        "--reference", type=Path,
+        default=Path(os.environ.get("ELBO_AUDIT_REFERENCE", DEFAULT_REFERENCE)),
+        help="path of the reference kernel's reference.py (default ../shared/perf/reference.py)",
+    )
+    args = ap.parse_args(argv)
+    ref = load_reference(args.reference)
+    if ref is None:
+        print(f"(no reference kernel at {args.reference}: ratios omitted)", file=sys.stderr)
+    head = ["N = S", "D", "implementation", "seconds", "G pairs/s", "vs reference",
+            "max err (nats)", "peak traced MiB", "how"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for n in (int(x) for x in args.sizes.split(",")):
+        for d in (int(x) for x in args.dims.split(",")):
+            for row in bench_size(n, d, args, ref):
+                print("| " + " | ".join(row) + " |", flush=True)
+    if args.audit_n:
+        print()
+        print(bench_audit(args.audit_n, 20, ref, args.repeat))
+    print(f"\nload average {os.getloadavg()[0]:.2f}; numpy reference workers: "
+          f"{os.environ.get('ELBO_AUDIT_NUM_THREADS', 'all cores')}; errors are against the numpy "
+          f"float64 direct form on the first {args.check_s} samples")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
