@@ -47,10 +47,10 @@ from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from elbo_audit import Engine, log_mixture_density  # noqa: E402
-from elbo_audit._cli.backends import backend_table  # noqa: E402
-from elbo_audit._cli.main import main as cli_main  # noqa: E402
-from elbo_audit._cli.plugins import PluginHost  # noqa: E402
+from elbo_audit import Engine, log_mixture_density
+from elbo_audit._cli.backends import backend_table
+from elbo_audit._cli.main import main as cli_main
+from elbo_audit._cli.plugins import PluginHost
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "perf" / "reference.py"
 
@@ -125,7 +125,7 @@ def bench_size(n: int, d: int, args: argparse.Namespace, ref: ModuleType | None)
     for name, t, err, peak, how in rows:
         table.append([
             f"{n}", f"{d}", name, f"{t:.3f}", f"{n * n / t / 1e9:.2f}",
-            f"{t / t_ref:.2f}" if t_ref == t_ref else "-", f"{err:.1e}", f"{peak:.0f}", how,
+            f"{t / t_ref:.2f}" if not np.isnan(t_ref) else "-", f"{err:.1e}", f"{peak:.0f}", how,
         ])
     return table
 

@@ -38,7 +38,7 @@ from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from elbo_audit import log_mixture_density  # noqa: E402
+from elbo_audit import log_mixture_density
 
 
 def peak_rss_mib() -> float:

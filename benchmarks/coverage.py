@@ -47,26 +47,26 @@ from typing import Any
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ELBO_AUDIT_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from elbo_audit._estimation.adaptive import merge_decompositions, sweep_rng  # noqa: E402
-from elbo_audit._estimation.bootstrap import (  # noqa: E402
+from elbo_audit._estimation.adaptive import merge_decompositions, sweep_rng
+from elbo_audit._estimation.bootstrap import (
     BootstrapPlan,
     mc_interval,
     replicates_many,
     term_interval,
 )
-from elbo_audit._estimation.interaction import (  # noqa: E402
+from elbo_audit._estimation.estimators import decompose_from_sweep, decompose_kl
+from elbo_audit._estimation.interaction import (
     HOEFFDING_GAMMA,
     interaction_adjusted_terms,
     mixture_interaction,
 )
-from elbo_audit._estimation.estimators import decompose_from_sweep, decompose_kl  # noqa: E402
-from elbo_audit._estimation.sweep import draw_sweep  # noqa: E402
-from elbo_audit._kernels.mixture import Engine  # noqa: E402
-from elbo_audit._kernels.numpy_backend import NumpyBackend  # noqa: E402
-from elbo_audit._model.families import DiagonalGaussian  # noqa: E402
-from elbo_audit._model.priors import StandardNormal  # noqa: E402
+from elbo_audit._estimation.sweep import draw_sweep
+from elbo_audit._kernels.mixture import Engine
+from elbo_audit._kernels.numpy_backend import NumpyBackend
+from elbo_audit._model.families import DiagonalGaussian
+from elbo_audit._model.priors import StandardNormal
 
 LOG_2PI = math.log(2 * math.pi)
 Z95 = 1.959963984540054
@@ -321,7 +321,7 @@ def _mi_gh_1d(mu: np.ndarray, s: float, nodes: int = 24) -> np.ndarray:
 
 def sd_ratio_one(args: tuple[float, int, int]) -> tuple[float, float, float]:
     sigma, n, rep = args
-    ss = np.random.SeedSequence(777, spawn_key=(int(round(-1000 * math.log10(sigma))), rep))
+    ss = np.random.SeedSequence(777, spawn_key=(round(-1000 * math.log10(sigma)), rep))
     rng_data, rng_int = (np.random.default_rng(c) for c in ss.spawn(2))
     mu = rng_data.standard_normal(n)
     c = _mi_gh_1d(mu, sigma)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 __all__ = [
     "AuditError",
-    "GateFailed",
-    "UsageError",
     "DataError",
-    "PluginError",
+    "GateFailed",
     "ModelError",
+    "PluginError",
     "UnsafeArtifactError",
+    "UsageError",
 ]
 
 

@@ -49,12 +49,11 @@ import builtins
 import math
 import pickle
 import unittest
-from collections.abc import Callable, Iterator
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from numpy.typing import NDArray
@@ -67,21 +66,21 @@ from ._model.protocols import AuditModel, Decoder, Encoder, Prior
 
 __all__ = [
     "CHECKS",
-    "check_names",
-    "run_check",
-    "adapter_checks",
-    "check_adapter",
-    "CheckContext",
-    "BoobyTrap",
-    "write_pickle_trap",
-    "assert_audits_close",
     "FLOAT32_RTOL",
     "REFERENCE_SIZES",
+    "BoobyTrap",
+    "CheckContext",
+    "adapter_checks",
+    "assert_audits_close",
     "binary_data",
+    "check_adapter",
+    "check_names",
     "informative_weights",
     "numpy_reference",
-    "write_safetensors",
     "record_decoder_calls",
+    "run_check",
+    "write_pickle_trap",
+    "write_safetensors",
 ]
 
 #: Relative tolerance for results that may differ by float32 rounding only
@@ -133,7 +132,7 @@ class CheckContext:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _skip(why: str) -> None:
+def _skip(why: str) -> NoReturn:
     raise unittest.SkipTest(why)
 
 
@@ -191,6 +190,7 @@ class _WithoutClosedForm:
         return self._prior.log_prob(z)
 
     def marginal_log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        # marginal_log_prob is an optional member, outside the Prior protocol
         return self._prior.marginal_log_prob(z)  # type: ignore[attr-defined, no-any-return]
 
     def sample(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
@@ -289,6 +289,7 @@ def check_prior_shapes(ctx: CheckContext) -> None:
                         rng.standard_normal((5, d)) * 3.0])
     lp = _float64_array(np.asarray(p.log_prob(z)), (z.shape[0],), "prior.log_prob")
     if p.factorised:
+        # marginal_log_prob: optional member, required when factorised, outside the protocol
         marg = _float64_array(np.asarray(p.marginal_log_prob(z)), z.shape, "prior.marginal_log_prob")  # type: ignore[attr-defined]
         _close(marg.sum(axis=1), lp, 1e-10, 1e-9, "sum of prior.marginal_log_prob vs prior.log_prob")
     try:
@@ -315,6 +316,7 @@ def check_prior_matches_reference(ctx: CheckContext) -> None:
     _close(p.log_prob(z), ref.log_prob(z), 1e-10, 1e-9, "prior.log_prob vs the reference prior")
     assert bool(p.factorised) == bool(ref.factorised), "factorised differs from the reference prior"
     if ref.factorised:
+        # marginal_log_prob: optional member, required when factorised, outside the protocol
         _close(p.marginal_log_prob(z), ref.marginal_log_prob(z), 1e-10, 1e-9,  # type: ignore[attr-defined]
                "prior.marginal_log_prob vs the reference prior")
     ce, ce_ref = getattr(p, "cross_entropy", None), getattr(ref, "cross_entropy", None)
@@ -368,9 +370,12 @@ def check_avg_kl_analytic_vs_monte_carlo(ctx: CheckContext) -> None:
     if getattr(p, "cross_entropy", None) is None:
         _skip(f"prior {p.name!r} has no closed-form cross_entropy")
     q = _encode(ctx, ctx.x)
-    kw = dict(samples_per_point=8, marginal_samples=8)
-    analytic = decompose_kl(q, p, rng=np.random.default_rng(1), **kw).avg_kl  # type: ignore[arg-type]
-    mc = decompose_kl(q, _WithoutClosedForm(p), rng=np.random.default_rng(2), **kw).avg_kl  # type: ignore[arg-type]
+    analytic = decompose_kl(
+        q, p, rng=np.random.default_rng(1), samples_per_point=8, marginal_samples=8
+    ).avg_kl
+    mc = decompose_kl(
+        q, _WithoutClosedForm(p), rng=np.random.default_rng(2), samples_per_point=8, marginal_samples=8
+    ).avg_kl
     assert analytic.se == 0.0 and mc.se > 0.0, "expected a closed form and a Monte Carlo estimate"
     zsc = abs(analytic.value - mc.value) / mc.se
     assert zsc < Z_LIMIT, (
@@ -464,7 +469,11 @@ def adapter_checks(
     """``(name, check)`` pairs, each check a no-argument callable."""
     ctx = CheckContext(model, np.asarray(x), **options)
     for name, fn in CHECKS.items():
-        yield name, (lambda fn=fn: fn(ctx))
+
+        def check(fn: Callable[[CheckContext], None] = fn) -> None:
+            fn(ctx)
+
+        yield name, check
 
 
 def check_adapter(model: AuditModel, x: NDArray[Any], **options: Any) -> dict[str, str]:
@@ -580,7 +589,8 @@ def _np_encode(
 
 def _np_logits(w: Mapping[str, NDArray[Any]], z: NDArray[Any]) -> NDArray[np.float64]:
     h = np.tanh(z @ w["decoder.hidden.weight"].T + w["decoder.hidden.bias"])
-    return h @ w["decoder.logits.weight"].T + w["decoder.logits.bias"]
+    logits: NDArray[np.float64] = h @ w["decoder.logits.weight"].T + w["decoder.logits.bias"]
+    return logits
 
 
 def _np_bernoulli_loglik(
@@ -589,7 +599,8 @@ def _np_bernoulli_loglik(
     """log p(x_b | z_bk) = sum_i x_i l_i - log(1 + e^l_i), shape (B, K)."""
     logits = _np_logits(w, z)  # (B, K, X)
     xb = x.reshape(x.shape[0], 1, -1)
-    return np.sum(xb * logits - np.logaddexp(0.0, logits), axis=-1)
+    loglik: NDArray[np.float64] = np.sum(xb * logits - np.logaddexp(0.0, logits), axis=-1)
+    return loglik
 
 
 def numpy_reference() -> SimpleNamespace:
@@ -635,11 +646,12 @@ def record_decoder_calls(model: AuditModel) -> list[tuple[NDArray[Any], NDArray[
     inner = model.decoder
     if inner is None:
         raise ValueError(f"model {model.name!r} has no decoder to record")
+    recorded: Decoder = inner  # narrowed: the nested class below does not see the check
 
     class _Recorder:
         def log_likelihood(self, x: NDArray[Any], z: NDArray[np.float64]) -> NDArray[np.float64]:
             seen.append((np.array(x), np.array(z)))
-            return inner.log_likelihood(x, z)
+            return recorded.log_likelihood(x, z)
 
     model.decoder = _Recorder()
     return seen

@@ -51,23 +51,23 @@ _NAN_ROWS = np.where(np.arange(8)[:, None] % 3 == 2, np.nan, 0.0) * np.ones((8, 
     "mean, second, b, kind, message",
     [
         ([np.zeros((2, 3)), np.zeros((2, 4))], [np.zeros((2, 3)), np.zeros((2, 4))], 4, "log_var",
-         "encoder returned posterior parameters of shapes [(2, 3), (2, 4)] for a batch of 4 data "
-         "points; expected (4, D)"),
+         ("encoder returned posterior parameters of shapes [(2, 3), (2, 4)] for a batch of 4 data "
+          "points; expected (4, D)")),
         (np.zeros((3, 2)), np.zeros((3, 2)), 4, "log_var",
-         "encoder returned posterior means of shape (3, 2) for a batch of 4 data points; "
-         "expected (4, D)"),
+         ("encoder returned posterior means of shape (3, 2) for a batch of 4 data points; "
+          "expected (4, D)")),
         (np.zeros((4, 2)), np.zeros((4, 3)), 4, "log_var",
          "encoder returned mean (4, 2) but log_var (4, 3)"),
         (_NAN_ROWS, np.zeros((8, 2)), 8, "log_var",
          "encoder returned NaN or infinite posterior mean at rows 2, 5 of a batch of 8 data points"),
         (np.zeros((7, 1)), np.full((7, 1), np.inf), 7, "log_std",
-         "encoder returned NaN or infinite posterior log_std at rows 0, 1, 2, 3, 4 and 2 more of a "
-         "batch of 7 data points"),
+         ("encoder returned NaN or infinite posterior log_std at rows 0, 1, 2, 3, 4 and 2 more of a "
+          "batch of 7 data points")),
         (np.zeros((3, 1)), np.array([[1.0], [0.0], [-1.0]]), 3, "var",
          "encoder returned non-positive posterior var at rows 1, 2 of a batch of 3 data points"),
         (np.zeros((3, 1)), np.array([[0.0], [2000.0], [-2000.0]]), 3, "log_var",
-         "posterior std from the encoder's log_var under- or overflows at rows 1, 2 of a batch "
-         "of 3 data points"),
+         ("posterior std from the encoder's log_var under- or overflows at rows 1, 2 of a batch "
+          "of 3 data points")),
     ],
 )
 def test_bad_parameters_are_one_line_model_errors(mean, second, b, kind, message):
@@ -88,7 +88,7 @@ def test_lazy_standard_normal_waits_for_the_latent_size():
     prior = ea.LazyStandardNormal(lambda: size[0], WHERE, "give MyVAE(latent_dim=...)")
     assert prior.name == "standard_normal" and prior.factorised
     with pytest.raises(ea.ModelError) as err:
-        prior.n_latent
+        _ = prior.n_latent
     assert str(err.value) == (
         f"{WHERE}: the latent size is unknown until the encoder has run; give MyVAE(latent_dim=...)"
     )

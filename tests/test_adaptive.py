@@ -19,8 +19,8 @@ from elbo_audit._estimation.adaptive import (
     sweep_rng,
 )
 from elbo_audit._estimation.estimators import decompose_kl
-from elbo_audit._model.families import DiagonalGaussian
 from elbo_audit._estimation.mc import TermEstimate, stratified_estimate
+from elbo_audit._model.families import DiagonalGaussian
 from elbo_audit._model.priors import DiagonalGaussianPrior, StandardNormal
 
 

@@ -16,7 +16,7 @@ def test_uint8_is_divided_by_255_and_floats_are_taken_as_they_are() -> None:
     assert binarize_grey_levels(levels, 0.5, "x").tolist() == [[0.0, 0.0, 1.0, 1.0]]
 
 
-def test_a_file_and_an_array_of_the_same_values_binarize_alike(tmp_path) -> None:  # noqa: ANN001
+def test_a_file_and_an_array_of_the_same_values_binarize_alike(tmp_path) -> None:
     x = np.random.default_rng(0).integers(0, 256, size=(5, 8)).astype(np.uint8)
     np.save(tmp_path / "x.npy", x)
     from_file = load_array_file(str(tmp_path / "x.npy"), binarize=0.3).x

@@ -18,9 +18,8 @@ pytest.importorskip("elbo_audit_sklearn")  # the fitted_mixture prior
 
 def test_torch_and_jax_side_by_side_under_three_priors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
-    from safetensors.torch import save_file
-
     from elbo_audit_torch.reference import MLPVAE
+    from safetensors.torch import save_file
 
     torch.manual_seed(1)
     module = MLPVAE(x_dim=64, hidden=16, latent=2)

@@ -21,7 +21,7 @@ def _cli(args: list[str], cwd: Path, extra_path: str = "") -> subprocess.Complet
     path = os.pathsep.join(p for p in (extra_path, str(ROOT)) if p)
     env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run([sys.executable, "-m", "elbo_audit", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120)
+                          cwd=cwd, env=env, timeout=120, check=False)
 
 
 @pytest.fixture()

@@ -10,14 +10,14 @@ import numpy as np
 import xarray as xr
 
 from .._errors import UsageError
-from .._report.schema import open_report
+from .._kernels.numpy_backend import NumpyBackend
 from .._model.priors import (
     DiagonalGaussianPrior,
     MixtureOfGaussians,
     StandardNormal,
     aggregate_posterior_prior,
 )
-from .._kernels.numpy_backend import NumpyBackend
+from .._report.schema import open_report
 from ..hookspecs import BackendInfo, PriorInfo, hookimpl
 
 __all__ = ["elbo_audit_backends", "elbo_audit_priors"]
@@ -31,7 +31,7 @@ def _vector(options: dict[str, Any], key: str, default: float, d: int, prior: st
         raise UsageError(f"prior {prior!r}: {key!r} must be a number or a list of {d}") from None
 
 
-def _standard_normal(d: int, options: dict[str, Any]) -> StandardNormal:  # type: ignore[valid-type]
+def _standard_normal(d: int, options: dict[str, Any]) -> DiagonalGaussianPrior:
     if options:
         raise UsageError(f"prior 'standard_normal' takes no options, got {sorted(options)}")
     return StandardNormal(d)

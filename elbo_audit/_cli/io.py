@@ -21,10 +21,10 @@ from numpy.typing import NDArray
 
 from .._errors import DataError, UnsafeArtifactError
 from .._model.families import DiagonalGaussian
-from .models import sha256_file
 from ..hookspecs import Dataset
+from .models import sha256_file
 
-__all__ = ["EncodedPosteriors", "load_posteriors", "load_array_file", "verify_sources", "read_idx"]
+__all__ = ["EncodedPosteriors", "load_array_file", "load_posteriors", "read_idx", "verify_sources"]
 
 _SHA = re.compile(r"\b([0-9a-f]{64})\b")
 
@@ -62,7 +62,7 @@ def _open_npz(path: Path) -> Any:
 
 def _get(npz: Any, key: str, path: Path) -> NDArray[Any]:
     try:
-        arr = npz[key]
+        arr: NDArray[Any] = npz[key]
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise UnsafeArtifactError(f"{path}: array {key!r} holds pickled objects, which are refused") from exc

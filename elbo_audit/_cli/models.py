@@ -16,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._model.artifacts import PICKLE_SUFFIXES
 from .._errors import AuditError, ModelError, UnsafeArtifactError, UsageError
-from .plugins import PluginHost
+from .._model.artifacts import PICKLE_SUFFIXES
 from .._model.protocols import AuditModel
 from ..hookspecs import AdapterInfo, ModelRef
+from .plugins import PluginHost
 
-__all__ = ["PICKLE_SUFFIXES", "sha256_file", "resolve_factory", "load_model"]
+__all__ = ["PICKLE_SUFFIXES", "load_model", "resolve_factory", "sha256_file"]
 
 
 def sha256_file(path: Path) -> str:
@@ -69,7 +69,7 @@ def resolve_factory(spec: str) -> Callable[..., Any]:
         raise ModelError(
             f"--model {spec!r}: importing the factory's module raised {type(exc).__name__}: {exc}"
         ) from exc
-    func = getattr(module, func_name, None)
+    func: object = getattr(module, func_name, None)
     if not callable(func):
         raise UsageError(f"--model {spec!r}: module {module_name!r} has no function {func_name!r}")
     return func
@@ -152,6 +152,7 @@ def load_model(ref: ModelRef, host: PluginHost) -> AuditModel:
             )
         plugin, adapter = candidates[0]
         try:
+            # candidates holds only adapters whose load_file is not None; mypy cannot see that
             obj = adapter.load_file(Path(ref.weights), ref)  # type: ignore[misc]
         except AuditError:
             raise

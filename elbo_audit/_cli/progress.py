@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TextIO
 
-__all__ = ["enabled", "task", "Task"]
+__all__ = ["Task", "enabled", "task"]
 
 _ENABLED: ContextVar[TextIO | None] = ContextVar("elbo_audit_progress", default=None)
 _DELAY = 1.0  # seconds before a bar appears

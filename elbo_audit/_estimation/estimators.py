@@ -112,7 +112,8 @@ class _PriorDensities:
     def marginal_log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
         if self.mixture is not None:
             return self.mixture.log_marginals(z)
-        marginal = self.prior.marginal_log_prob  # required of factorised priors
+        # optional in the Prior protocol, required of factorised priors
+        marginal: Callable[[NDArray[np.float64]], Any] = getattr(self.prior, "marginal_log_prob")  # noqa: B009
         return np.asarray(marginal(z), dtype=np.float64)
 
 

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from .._errors import AuditError, ModelError
 
-__all__ = ["PICKLE_SUFFIXES", "read_npz", "misfit"]
+__all__ = ["PICKLE_SUFFIXES", "misfit", "read_npz"]
 
 #: File suffixes that always mean a pickle (loading one can run arbitrary code).
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle")

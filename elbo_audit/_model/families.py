@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from .._errors import DataError, ModelError
 
-__all__ = ["DiagonalGaussian", "LOG_2PI", "POSTERIOR_PARAMS", "posterior_from_params"]
+__all__ = ["LOG_2PI", "POSTERIOR_PARAMS", "DiagonalGaussian", "posterior_from_params"]
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -97,7 +97,7 @@ class DiagonalGaussian:
                 f"{source}: 'log_std' has NaN or infinite values at data points "
                 f"{_first_bad_rows(bad)}"
             )
-        return cls(mean, np.exp(log_std), source)
+        return cls(np.asarray(mean, dtype=np.float64), np.exp(log_std), source)
 
     @classmethod
     def from_log_var(
@@ -139,18 +139,25 @@ class DiagonalGaussian:
             (N, K, D) and gives K samples per data point.
         index : ndarray of int, optional
         """
+        z: NDArray[np.float64]
         if index is None:
-            return self.mean[:, None, :] + self.std[:, None, :] * eps
-        return self.mean[index] + self.std[index] * eps
+            z = self.mean[:, None, :] + self.std[:, None, :] * eps
+        else:
+            z = self.mean[index] + self.std[index] * eps
+        return z
 
     def log_prob_own(self, z: NDArray[np.float64], index: NDArray[np.intp]) -> NDArray[np.float64]:
         """log q(z_i | x_{index_i}) for each row i of ``z`` (direct form)."""
         u = (z - self.mean[index]) / self.std[index]
-        return -0.5 * np.sum(u * u, axis=-1) - np.sum(np.log(self.std[index]), axis=-1) - 0.5 * self.n_latent * LOG_2PI
+        log_q: NDArray[np.float64] = (
+            -0.5 * np.sum(u * u, axis=-1) - np.sum(np.log(self.std[index]), axis=-1) - 0.5 * self.n_latent * LOG_2PI
+        )
+        return log_q
 
     def entropy(self) -> NDArray[np.float64]:
         """Differential entropy H[q(z | x_n)] of every posterior, shape (N,)."""
-        return np.sum(np.log(self.std), axis=1) + 0.5 * self.n_latent * (1.0 + LOG_2PI)
+        h: NDArray[np.float64] = np.sum(np.log(self.std), axis=1) + 0.5 * self.n_latent * (1.0 + LOG_2PI)
+        return h
 
     def cross_entropy_gaussian(
         self, prior_mean: NDArray[np.float64], prior_std: NDArray[np.float64]
@@ -162,7 +169,8 @@ class DiagonalGaussian:
         s = np.broadcast_to(np.asarray(prior_std, np.float64), (self.n_latent,))
         m = np.broadcast_to(np.asarray(prior_mean, np.float64), (self.n_latent,))
         quad = (self.std**2 + (self.mean - m) ** 2) / (s**2)
-        return np.sum(np.log(s)) + 0.5 * self.n_latent * LOG_2PI + 0.5 * np.sum(quad, axis=1)
+        ce: NDArray[np.float64] = np.sum(np.log(s)) + 0.5 * self.n_latent * LOG_2PI + 0.5 * np.sum(quad, axis=1)
+        return ce
 
 
 def _rows_of(

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from .families import DiagonalGaussian
 
-__all__ = ["Encoder", "Decoder", "Prior", "AuditModel"]
+__all__ = ["AuditModel", "Decoder", "Encoder", "Prior"]
 
 
 @runtime_checkable

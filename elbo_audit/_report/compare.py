@@ -15,17 +15,17 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xarray as xr
 
-from .._estimation.bootstrap import percentile_interval
 from .._errors import DataError, UsageError
+from .._estimation.bootstrap import percentile_interval
 from .schema import open_report
 from .summary import COLUMNS, render_table
 
-__all__ = ["Row", "load_rows", "compare_reports", "format_comparison"]
+__all__ = ["Row", "compare_reports", "format_comparison", "load_rows"]
 
 MAIN_TERMS = ("elbo", "avg_kl", "index_code_mi", "marginal_kl", "total_correlation", "dimwise_kl")
 
@@ -76,7 +76,13 @@ def load_rows(paths: list[str]) -> list[Row]:
                             prior=str(prior),
                             values={t: float(sel[t].values) for t in MAIN_TERMS},
                             ses={t: float(sel[f"{t}_se"].values) for t in MAIN_TERMS},
-                            cis={t: tuple(float(v) for v in sel[f"{t}_ci"].values) for t in MAIN_TERMS},  # type: ignore[misc]
+                            # each *_ci variable holds (lower, upper)
+                            cis={
+                                t: cast(
+                                    "tuple[float, float]", tuple(float(v) for v in sel[f"{t}_ci"].values)
+                                )
+                                for t in MAIN_TERMS
+                            },
                             reps={
                                 t: np.asarray(reps[t].sel(model=model, prior=prior).values)
                                 for t in MAIN_TERMS

@@ -27,7 +27,7 @@ import xarray as xr
 
 from .._errors import UsageError
 
-__all__ = ["Baseline", "Gate", "GateResult", "parse_gate", "evaluate_gates", "gates_dataset"]
+__all__ = ["Baseline", "Gate", "GateResult", "evaluate_gates", "gates_dataset", "parse_gate"]
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 _GATE = re.compile(

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
@@ -17,10 +19,13 @@ import xarray as xr
 from .._errors import UsageError
 from .._kernels.numpy_backend import log_mixture_density
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = ["plot_report"]
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     try:
         import matplotlib
 
@@ -42,7 +47,7 @@ def plot_report(path: str | Path, out: str | Path) -> Path:
     return out
 
 
-def report_figure(tree: xr.DataTree):
+def report_figure(tree: xr.DataTree) -> Figure:
     """The figure of an open report: decomposition bars, ELBO intervals, and q(z) for 2-D latents."""
     plt = _pyplot()
     root = tree.to_dataset()
@@ -58,6 +63,7 @@ def report_figure(tree: xr.DataTree):
         if pw.sizes.get("latent", 0) == 2:
             post = pw
     ncols = 2 + (1 if post is not None else 0)
+    fig: Figure
     fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 0.6 * len(rows) + 3.0), squeeze=False)
     ax_kl, ax_elbo = axes[0, 0], axes[0, 1]
     y = np.arange(len(rows))

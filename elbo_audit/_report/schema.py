@@ -10,7 +10,7 @@ from .._errors import DataError
 from .._model.terms import TERMS
 from .build import CONVENTIONS
 
-__all__ = ["open_report", "validate_report", "REQUIRED_ATTRS"]
+__all__ = ["REQUIRED_ATTRS", "open_report", "validate_report"]
 
 REQUIRED_ATTRS = (
     "Conventions", "schema_version", "title", "history", "created_at", "creation_library",
@@ -67,7 +67,7 @@ def validate_report(path: str | Path) -> list[str]:
                 problems.append("index_code_mi exceeds log_n")
     try:
         tree = xr.open_datatree(path, engine="netcdf4")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to read the groups is a problem to report
         problems.append(f"groups unreadable: {exc}")
         return problems
     with tree:

@@ -13,7 +13,7 @@ from typing import Any
 
 import xarray as xr
 
-__all__ = ["COLUMNS", "summary_records", "format_summary", "render_table"]
+__all__ = ["COLUMNS", "format_summary", "render_table", "summary_records"]
 
 COLUMNS = (
     ("elbo", "ELBO"),

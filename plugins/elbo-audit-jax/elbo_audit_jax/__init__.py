@@ -28,20 +28,20 @@ from ._spec import (
 from ._version import __version__
 
 __all__ = [
-    "__version__",
-    "JaxVAE",
-    "JaxPrior",
-    "GaussianPrior",
-    "MixturePrior",
-    "VampPrior",
     "LIKELIHOODS",
     "POSTERIOR_PARAMS",
-    "wrap",
+    "GaussianPrior",
+    "JaxPrior",
+    "JaxVAE",
+    "MixturePrior",
+    "VampPrior",
+    "__version__",
     "claims",
+    "elbo_audit_adapters",
     "flatten_params",
     "load_params",
     "save_params",
-    "elbo_audit_adapters",
+    "wrap",
 ]
 
 

@@ -49,7 +49,7 @@ from ._spec import (
 )
 from ._weights import assign, flatten_params, read_flat, unflatten
 
-__all__ = ["claims", "wrap", "elementwise_log_likelihood"]
+__all__ = ["claims", "elementwise_log_likelihood", "wrap"]
 
 _PRIOR_CHUNK = 8192
 _MIN_BUCKET = 64

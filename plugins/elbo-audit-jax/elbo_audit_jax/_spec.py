@@ -9,13 +9,13 @@ from typing import Any, Literal
 from elbo_audit import POSTERIOR_PARAMS  # what the second part of a (mean, second) output may be
 
 __all__ = [
-    "JaxVAE",
-    "JaxPrior",
-    "GaussianPrior",
-    "MixturePrior",
-    "VampPrior",
     "LIKELIHOODS",
     "POSTERIOR_PARAMS",
+    "GaussianPrior",
+    "JaxPrior",
+    "JaxVAE",
+    "MixturePrior",
+    "VampPrior",
 ]
 
 #: Names accepted by ``JaxVAE(likelihood=...)``.

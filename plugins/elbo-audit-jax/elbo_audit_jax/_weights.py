@@ -17,12 +17,12 @@ from elbo_audit import ModelError, UnsafeArtifactError, UsageError
 from elbo_audit._model.artifacts import PICKLE_SUFFIXES, misfit, read_npz
 
 __all__ = [
-    "read_flat",
-    "flatten_params",
-    "unflatten",
-    "assign",
-    "key_path",
     "WEIGHT_SUFFIXES",
+    "assign",
+    "flatten_params",
+    "key_path",
+    "read_flat",
+    "unflatten",
 ]
 
 WEIGHT_SUFFIXES = (".safetensors", ".npz")

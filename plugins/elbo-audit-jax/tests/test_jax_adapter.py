@@ -6,10 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import special, stats
-
-import elbo_audit as ea
-from elbo_audit import testing
 from elbo_audit_jax import (
     JaxVAE,
     claims,
@@ -20,6 +16,10 @@ from elbo_audit_jax import (
     wrap,
 )
 from elbo_audit_jax.reference import init_params, mlp_vae, parameter_shapes
+from scipy import special, stats
+
+import elbo_audit as ea
+from elbo_audit import testing
 
 
 def _ref_model(npref, path, **kw):
@@ -118,10 +118,10 @@ def test_entry_point_is_registered():
 
 
 def test_load_model_through_the_core(tmp_path, npref, ref_file, ref_weights, data):
+    import elbo_audit_jax
+
     from elbo_audit._cli.models import load_model, sha256_file
     from elbo_audit._cli.plugins import PluginHost
-
-    import elbo_audit_jax
 
     factory = tmp_path / "my_jax_vae.py"
     factory.write_text(
@@ -157,7 +157,7 @@ def test_named_likelihoods_match_numpy(likelihood):
     if likelihood == "categorical":
         levels = 3
         params = _lin_params(p * levels, 1)
-        dec = lambda pr, zz: (zz @ pr["w"] + pr["b"]).reshape(zz.shape[0], p, levels)  # noqa: E731
+        dec = lambda pr, zz: (zz @ pr["w"] + pr["b"]).reshape(zz.shape[0], p, levels)
         x = rng.integers(0, levels, (b, p)).astype(float)
         logits = (z @ params["w"] + params["b"]).reshape(b, k, p, levels)
         logp = logits - special.logsumexp(logits, axis=-1, keepdims=True)
@@ -165,12 +165,12 @@ def test_named_likelihoods_match_numpy(likelihood):
         want = np.take_along_axis(logp, idx, -1)[..., 0].sum(-1)
     elif likelihood == "normal":
         params = _lin_params(p, 2)
-        dec = lambda pr, zz: (zz @ pr["w"] + pr["b"], jnp.full((zz.shape[0], p), -0.7))  # noqa: E731
+        dec = lambda pr, zz: (zz @ pr["w"] + pr["b"], jnp.full((zz.shape[0], p), -0.7))
         x = rng.normal(size=(b, p))
         want = stats.norm.logpdf(x[:, None, :], z @ params["w"] + params["b"], np.exp(-0.35)).sum(-1)
     else:
         params = _lin_params(p, 3, scale=3.0)
-        dec = lambda pr, zz: zz @ pr["w"] + pr["b"]  # noqa: E731
+        dec = lambda pr, zz: zz @ pr["w"] + pr["b"]
         logits = z @ params["w"] + params["b"]
         if likelihood == "bernoulli":
             x = rng.integers(0, 2, (b, p)).astype(float)
@@ -206,8 +206,8 @@ def test_continuous_bernoulli_normaliser_from_its_definition():
 
 def test_custom_likelihood_callable():
     params = _lin_params(3, 4)
-    dec = lambda pr, zz: zz @ pr["w"] + pr["b"]  # noqa: E731
-    lik = lambda out, x: -((x - out) ** 2)  # noqa: E731 - any per-element log-density
+    dec = lambda pr, zz: zz @ pr["w"] + pr["b"]
+    lik = lambda out, x: -((x - out) ** 2)  # any per-element log-density
     model = wrap(JaxVAE(_enc, dec, params, likelihood=lik, precision="float64"), ea.ModelRef("c"))
     x = np.ones((4, 3))
     z = np.random.default_rng(0).normal(size=(4, 2, 2))
@@ -217,7 +217,7 @@ def test_custom_likelihood_callable():
 
 def test_image_shaped_data_against_flat_logits():
     params = _lin_params(12, 5)
-    dec = lambda pr, zz: zz @ pr["w"] + pr["b"]  # noqa: E731
+    dec = lambda pr, zz: zz @ pr["w"] + pr["b"]
     model = wrap(JaxVAE(_enc, dec, params, precision="float64"), ea.ModelRef("img"))
     x = np.random.default_rng(1).integers(0, 2, (4, 3, 4)).astype(float)
     z = np.random.default_rng(2).normal(size=(4, 2, 2))

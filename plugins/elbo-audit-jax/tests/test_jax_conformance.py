@@ -11,11 +11,11 @@ import unittest
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from elbo_audit_jax import GaussianPrior, JaxPrior, JaxVAE, MixturePrior, VampPrior, wrap
+from elbo_audit_jax.reference import make_functions, mlp_vae
 
 import elbo_audit as ea
 from elbo_audit import testing
-from elbo_audit_jax import GaussianPrior, JaxPrior, JaxVAE, MixturePrior, VampPrior, wrap
-from elbo_audit_jax.reference import make_functions, mlp_vae
 
 D = 4
 
@@ -62,11 +62,11 @@ def build_case(name, data, ref_file, ref_weights, npref, tmp):
         marker = tmp / "payload-ran"
         trap = tmp / "trap.npz"
         np.savez(trap, **{"encoder.hidden.weight": np.array([testing.BoobyTrap(marker)], dtype=object)})
-        return model, data, dict(
-            reference_prior=ea.StandardNormal(npref.LATENT),
-            load=lambda p: wrap(mlp_vae(x_dim, npref.HIDDEN, npref.LATENT), ea.ModelRef("trap", weights=p)),
-            unsafe_file=trap, marker=marker,
-        )
+        return model, data, {
+            "reference_prior": ea.StandardNormal(npref.LATENT),
+            "load": lambda p: wrap(mlp_vae(x_dim, npref.HIDDEN, npref.LATENT), ea.ModelRef("trap", weights=p)),
+            "unsafe_file": trap, "marker": marker,
+        }
     if name == "learned_gaussian_prior":
         params = small_params(x_dim, x_dim, 2)
         rng = np.random.default_rng(2)
@@ -74,7 +74,7 @@ def build_case(name, data, ref_file, ref_weights, npref, tmp):
         spec = JaxVAE(enc_fn, dec_fn, params, posterior="log_std",
                       prior=GaussianPrior(mean="prior.mean", log_std="prior.log_std"), precision="float64")
         ref = ea.DiagonalGaussianPrior(params["prior"]["mean"], np.exp(params["prior"]["log_std"]))
-        return wrap(spec, ea.ModelRef(name)), data, dict(reference_prior=ref)
+        return wrap(spec, ea.ModelRef(name)), data, {"reference_prior": ref}
     if name == "mixture_prior":
         params = small_params(x_dim, x_dim, 3)
         rng = np.random.default_rng(3)
@@ -85,27 +85,27 @@ def build_case(name, data, ref_file, ref_weights, npref, tmp):
                       prior=MixturePrior("prior.logits", "prior.mean", log_std="prior.log_std"))
         w = np.exp(params["prior"]["logits"] - params["prior"]["logits"].max())
         ref = ea.MixtureOfGaussians(w / w.sum(), params["prior"]["mean"], np.exp(params["prior"]["log_std"]))
-        return wrap(spec, ea.ModelRef(name)), data, dict(reference_prior=ref)
+        return wrap(spec, ea.ModelRef(name)), data, {"reference_prior": ref}
     if name == "categorical":
         rng = np.random.default_rng(4)
         x = np.minimum(3, np.floor(rng.random(data.shape) * 1.2 + data * 2.5))
         params = small_params(x_dim, x_dim * 4, 4)
         spec = JaxVAE(enc_fn, lambda p, z: dec_fn(p, z).reshape(z.shape[0], x_dim, 4), params,
                       posterior="log_std", likelihood="categorical", latent_dim=D)
-        return wrap(spec, ea.ModelRef(name)), x, dict(reference_prior=ea.StandardNormal(D))
+        return wrap(spec, ea.ModelRef(name)), x, {"reference_prior": ea.StandardNormal(D)}
     if name == "normal_likelihood":
         rng = np.random.default_rng(5)
         x = data + rng.normal(0, 0.3, data.shape)
         params = small_params(x_dim, x_dim, 5)
         spec = JaxVAE(enc_dist_fn, lambda p, z: (dec_fn(p, z), jnp.full((z.shape[0], x_dim), -1.0)),
                       params, likelihood="normal")
-        return wrap(spec, ea.ModelRef(name)), x, dict(reference_prior=ea.StandardNormal(D))
+        return wrap(spec, ea.ModelRef(name)), x, {"reference_prior": ea.StandardNormal(D)}
     if name == "continuous_bernoulli":
         rng = np.random.default_rng(6)
         x = np.clip(data * 0.8 + rng.random(data.shape) * 0.2, 0, 1)
         spec = JaxVAE(enc_fn, dec_fn, small_params(x_dim, x_dim, 6), posterior="log_std",
                       likelihood="continuous_bernoulli")
-        return wrap(spec, ea.ModelRef(name)), x, dict(reference_prior=ea.StandardNormal(D))
+        return wrap(spec, ea.ModelRef(name)), x, {"reference_prior": ea.StandardNormal(D)}
     if name == "vamp_prior":
         rng = np.random.default_rng(7)
         pseudo = (rng.random((10, x_dim)) < 0.5).astype(np.float64)
@@ -114,7 +114,7 @@ def build_case(name, data, ref_file, ref_weights, npref, tmp):
         model = wrap(spec, ea.ModelRef(name, weights=ref_file))  # params from the file alone
         mean, log_var = npref.encode(ref_weights, pseudo)
         ref = ea.vamp_prior(ea.DiagonalGaussian(mean, np.exp(0.5 * log_var)))
-        return model, data, dict(reference_prior=ref)
+        return model, data, {"reference_prior": ref}
     if name == "function_prior":
         s = 1.5
 
@@ -127,7 +127,7 @@ def build_case(name, data, ref_file, ref_weights, npref, tmp):
                          sample=lambda rng, n: s * rng.standard_normal((n, D)))
         spec = JaxVAE(enc_fn, dec_fn, params, posterior="log_std", prior=prior, precision="float64")
         ref = ea.DiagonalGaussianPrior(np.zeros(D), np.full(D, s))
-        return wrap(spec, ea.ModelRef(name)), data, dict(reference_prior=ref)
+        return wrap(spec, ea.ModelRef(name)), data, {"reference_prior": ref}
     raise KeyError(name)
 
 

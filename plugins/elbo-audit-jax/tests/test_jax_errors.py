@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import elbo_audit_jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from elbo_audit_jax import JaxVAE, wrap
+from elbo_audit_jax.reference import mlp_vae
 
 import elbo_audit as ea
-import elbo_audit_jax
 from elbo_audit import testing
 from elbo_audit._cli.models import load_model
 from elbo_audit._cli.plugins import PluginHost
-from elbo_audit_jax import JaxVAE, wrap
-from elbo_audit_jax.reference import mlp_vae
 
 
 def _one_line(exc: BaseException) -> str:
@@ -117,8 +117,8 @@ def test_grey_levels_into_bernoulli_is_refused(npref, ref_file):
 
 
 def test_levels_beyond_the_categorical_are_refused():
-    dec = lambda p, z: jnp.zeros((z.shape[0], 4, 3))  # noqa: E731
-    enc = lambda p, x: (jnp.zeros((x.shape[0], 2)), jnp.zeros((x.shape[0], 2)))  # noqa: E731
+    dec = lambda p, z: jnp.zeros((z.shape[0], 4, 3))
+    enc = lambda p, x: (jnp.zeros((x.shape[0], 2)), jnp.zeros((x.shape[0], 2)))
     x = np.zeros((5, 4))
     x[3, 2] = 3.0
     model = wrap(JaxVAE(enc, dec, {"a": np.zeros(1, np.float32)}, likelihood="categorical"), ea.ModelRef("cat"))
@@ -127,8 +127,8 @@ def test_levels_beyond_the_categorical_are_refused():
 
 
 def test_decoder_output_of_the_wrong_size():
-    enc = lambda p, x: (jnp.zeros((x.shape[0], 2)), jnp.zeros((x.shape[0], 2)))  # noqa: E731
-    dec = lambda p, z: jnp.zeros((z.shape[0], 5))  # noqa: E731
+    enc = lambda p, x: (jnp.zeros((x.shape[0], 2)), jnp.zeros((x.shape[0], 2)))
+    dec = lambda p, z: jnp.zeros((z.shape[0], 5))
     model = wrap(JaxVAE(enc, dec, {"a": np.zeros(1, np.float32)}), ea.ModelRef("shape"))
     with pytest.raises(ea.ModelError, match="6 values per row"):
         model.decoder.log_likelihood(np.zeros((2, 6)), np.zeros((2, 2, 2)))
@@ -141,7 +141,7 @@ def test_encoder_returning_something_else():
 
 
 def test_encoder_parameters_of_different_shapes():
-    enc = lambda p, x: (jnp.zeros((x.shape[0], 2)), jnp.zeros((x.shape[0], 3)))  # noqa: E731
+    enc = lambda p, x: (jnp.zeros((x.shape[0], 2)), jnp.zeros((x.shape[0], 3)))
     model = wrap(JaxVAE(enc, None, {"a": np.zeros(1, np.float32)}), ea.ModelRef("shape"))
     with pytest.raises(ea.ModelError, match=r"mean \(4, 2\) but log_var \(4, 3\)"):
         model.encoder.encode(np.zeros((4, 1)))

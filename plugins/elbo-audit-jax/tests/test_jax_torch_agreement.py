@@ -18,9 +18,9 @@ from elbo_audit.testing import assert_audits_close
 torch = pytest.importorskip("torch")
 elbo_audit_torch = pytest.importorskip("elbo_audit_torch")
 
-import elbo_audit_jax  # noqa: E402
-from elbo_audit_jax.reference import mlp_vae as jax_mlp_vae  # noqa: E402
-from elbo_audit_torch.reference import mlp_vae as torch_mlp_vae  # noqa: E402
+import elbo_audit_jax
+from elbo_audit_jax.reference import mlp_vae as jax_mlp_vae
+from elbo_audit_torch.reference import mlp_vae as torch_mlp_vae
 
 torch.set_num_threads(1)
 SETTINGS = ea.AuditSettings(seed=2016, samples_per_point=1, reconstruction_samples=2)

@@ -36,4 +36,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["__version__", "elbo_audit_adapters", "elbo_audit_datasets", "elbo_audit_priors", *_LAZY]
+__all__ = ["__version__", "elbo_audit_adapters", "elbo_audit_datasets", "elbo_audit_priors"]
+__all__ += list(_LAZY)

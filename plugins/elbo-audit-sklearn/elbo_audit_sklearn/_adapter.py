@@ -11,7 +11,7 @@ from elbo_audit.hookspecs import AdapterInfo, ModelRef
 from ._estimators import estimator_attrs, is_supported, linear_gaussian_model
 from ._linear_gaussian import LinearGaussianDecoder, LinearGaussianEncoder
 
-__all__ = ["ADAPTER", "claims", "wrap", "wrap_estimator", "load_skops"]
+__all__ = ["ADAPTER", "claims", "load_skops", "wrap", "wrap_estimator"]
 
 SUFFIXES = (".skops",)
 

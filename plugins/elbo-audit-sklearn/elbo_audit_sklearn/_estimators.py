@@ -22,12 +22,12 @@ from ._linear_gaussian import LinearGaussianLatentModel
 
 __all__ = [
     "SUPPORTED",
-    "is_supported",
-    "estimator_name",
     "estimator_attrs",
+    "estimator_name",
     "factor_analysis_model",
-    "pca_model",
+    "is_supported",
     "linear_gaussian_model",
+    "pca_model",
 ]
 
 SUPPORTED: tuple[type, ...] = (FactorAnalysis, PCA)

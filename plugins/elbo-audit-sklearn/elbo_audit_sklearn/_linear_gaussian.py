@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from elbo_audit import DiagonalGaussian, ModelError
 
-__all__ = ["LinearGaussianLatentModel", "LinearGaussianEncoder", "LinearGaussianDecoder"]
+__all__ = ["LinearGaussianDecoder", "LinearGaussianEncoder", "LinearGaussianLatentModel"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _DIAGONAL_RTOL = 1e-10

@@ -11,9 +11,9 @@ machine OpenBLAS's spinning threads made the same fit 15-30x slower (measured:
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA, FactorAnalysis
+from threadpoolctl import threadpool_limits
 
 __all__ = ["digits_factor_analysis", "digits_pca"]
 

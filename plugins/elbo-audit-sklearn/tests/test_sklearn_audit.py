@@ -10,11 +10,11 @@ import math
 
 import numpy as np
 import pytest
+from elbo_audit_sklearn import load_digits_dataset, wrap_estimator
+from elbo_audit_sklearn.examples import digits_factor_analysis, digits_pca
 from sklearn.decomposition import FactorAnalysis
 
 from elbo_audit import AuditSettings, audit_model
-from elbo_audit_sklearn import load_digits_dataset, wrap_estimator
-from elbo_audit_sklearn.examples import digits_factor_analysis, digits_pca
 
 
 def _varimax_fa():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from elbo_audit_sklearn import fit_mixture_prior
 
 from elbo_audit import DiagonalGaussian, StandardNormal, UsageError, decompose_kl
-from elbo_audit_sklearn import fit_mixture_prior
 
 
 def _clustered(n_per: int = 150) -> tuple[DiagonalGaussian, np.ndarray, np.ndarray]:

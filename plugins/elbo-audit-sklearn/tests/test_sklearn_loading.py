@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skops.io as sio
+from elbo_audit_sklearn import ADAPTER, claims, load_skops, wrap
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA, FactorAnalysis
 from sklearn.linear_model import LinearRegression
 
 from elbo_audit import AuditModel, ModelError, UnsafeArtifactError, UsageError
 from elbo_audit.hookspecs import ModelRef
-from elbo_audit_sklearn import ADAPTER, claims, load_skops, wrap
 
 
 @pytest.fixture(scope="module")

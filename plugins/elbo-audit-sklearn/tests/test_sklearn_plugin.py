@@ -7,16 +7,16 @@ import importlib.metadata as md
 import tomllib
 from pathlib import Path
 
+import elbo_audit_sklearn
 import numpy as np
 import pytest
 import skops.io as sio
+from elbo_audit_sklearn.examples import digits_pca
 from sklearn.datasets import load_digits
 
-import elbo_audit_sklearn
 from elbo_audit import AuditModel
 from elbo_audit._cli.plugins import PluginHost
 from elbo_audit.hookspecs import AdapterInfo, DatasetInfo, ModelRef
-from elbo_audit_sklearn.examples import digits_pca
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,11 +11,10 @@ import functools
 
 import numpy as np
 import pytest
+from elbo_audit_sklearn import linear_gaussian_model, wrap_estimator
 from scipy import stats
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA, FactorAnalysis
-
-from elbo_audit_sklearn import linear_gaussian_model, wrap_estimator
 
 CASES = ("fa", "fa_varimax", "pca")
 

@@ -25,15 +25,15 @@ from ._spec import LIKELIHOODS, POSTERIOR_PARAMS, TorchPrior, TorchVAE, VampPrio
 from ._version import __version__
 
 __all__ = [
-    "__version__",
-    "TorchVAE",
-    "TorchPrior",
-    "VampPrior",
     "LIKELIHOODS",
     "POSTERIOR_PARAMS",
-    "wrap",
+    "TorchPrior",
+    "TorchVAE",
+    "VampPrior",
+    "__version__",
     "claims",
     "elbo_audit_adapters",
+    "wrap",
 ]
 
 

@@ -39,7 +39,7 @@ from elbo_audit import Prior as CorePrior
 from ._spec import LIKELIHOODS, POSTERIOR_PARAMS, TorchPrior, TorchVAE, VampPrior
 from ._weights import extract_state_dict, load_into, read_weights, torch_load
 
-__all__ = ["claims", "wrap", "load_file", "to_spec", "LoadedModule"]
+__all__ = ["LoadedModule", "claims", "load_file", "to_spec", "wrap"]
 
 _PRIOR_CHUNK = 8192
 

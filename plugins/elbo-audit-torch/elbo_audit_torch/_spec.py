@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from elbo_audit import POSTERIOR_PARAMS  # what the second part of a (mean, second) output may be
 
-__all__ = ["TorchVAE", "TorchPrior", "VampPrior", "LIKELIHOODS", "POSTERIOR_PARAMS"]
+__all__ = ["LIKELIHOODS", "POSTERIOR_PARAMS", "TorchPrior", "TorchVAE", "VampPrior"]
 
 #: Names accepted by ``TorchVAE(likelihood=...)`` for a decoder that returns a tensor.
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "categorical", "normal")

@@ -23,7 +23,7 @@ import torch
 from elbo_audit import ModelError, UnsafeArtifactError
 from elbo_audit._model.artifacts import PICKLE_SUFFIXES, misfit, read_npz
 
-__all__ = ["read_weights", "extract_state_dict", "load_into", "PICKLE_SUFFIXES"]
+__all__ = ["PICKLE_SUFFIXES", "extract_state_dict", "load_into", "read_weights"]
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 
 

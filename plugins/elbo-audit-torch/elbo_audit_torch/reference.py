@@ -32,7 +32,7 @@ from elbo_audit._model.reference import reference_parameter_shapes
 
 from ._spec import TorchVAE
 
-__all__ = ["MLPEncoder", "MLPDecoder", "MLPVAE", "mlp_vae", "PARAMETER_SHAPES"]
+__all__ = ["MLPVAE", "PARAMETER_SHAPES", "MLPDecoder", "MLPEncoder", "mlp_vae"]
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from elbo_audit_torch import TorchVAE, claims, elbo_audit_adapters, wrap
+from elbo_audit_torch.reference import MLPVAE, PARAMETER_SHAPES, mlp_vae
 from scipy import special, stats
 from torch import distributions as td
 from torch import nn
 
 import elbo_audit as ea
 from elbo_audit import testing
-from elbo_audit_torch import TorchVAE, claims, elbo_audit_adapters, wrap
-from elbo_audit_torch.reference import PARAMETER_SHAPES, MLPVAE, mlp_vae
 
 
 def _ref_model(npref, path, **kw):
@@ -154,10 +154,10 @@ def test_entry_point_is_registered():
 
 def test_load_model_through_the_core(tmp_path, npref, ref_file, ref_weights, data):
     """The core's factory path: file.py:function, options, sha256 of the weights, the adapter named."""
+    import elbo_audit_torch
+
     from elbo_audit._cli.models import load_model, sha256_file
     from elbo_audit._cli.plugins import PluginHost
-
-    import elbo_audit_torch
 
     factory = tmp_path / "my_vae.py"
     factory.write_text(
@@ -216,7 +216,7 @@ def test_named_likelihoods_match_numpy(likelihood):
         head = _Head(p).double()
         x = rng.normal(size=(b, p))
         log_var = -0.7
-        dec = lambda zz: (head(zz), torch.full((zz.shape[0], p), log_var, dtype=zz.dtype))  # noqa: E731
+        dec = lambda zz: (head(zz), torch.full((zz.shape[0], p), log_var, dtype=zz.dtype))
         mean = _np_lin(head, z)
         want = stats.norm.logpdf(x[:, None, :], mean, np.exp(0.5 * log_var)).sum(-1)
     else:
@@ -325,7 +325,7 @@ def test_lazy_standard_normal_learns_the_latent_size():
 @pytest.mark.parametrize("posterior", ["log_var", "log_std", "std", "var"])
 def test_posterior_parameterisations(posterior):
     second = {"log_var": np.log(0.25), "log_std": np.log(0.5), "std": 0.5, "var": 0.25}[posterior]
-    enc = lambda x: (torch.ones(x.shape[0], 2, dtype=x.dtype), torch.full((x.shape[0], 2), second, dtype=x.dtype))  # noqa: E731
+    enc = lambda x: (torch.ones(x.shape[0], 2, dtype=x.dtype), torch.full((x.shape[0], 2), second, dtype=x.dtype))
     model = wrap(TorchVAE(enc, posterior=posterior, precision="float64"), ea.ModelRef(posterior))
     q = model.encoder.encode(np.zeros((3, 4)))
     np.testing.assert_allclose(q.std, 0.5, rtol=1e-14)
@@ -333,7 +333,7 @@ def test_posterior_parameterisations(posterior):
 
 
 def test_encoder_returning_normal_distribution():
-    enc = lambda x: td.Normal(torch.full((x.shape[0], 3), 0.5), torch.full((x.shape[0], 3), 2.0))  # noqa: E731
+    enc = lambda x: td.Normal(torch.full((x.shape[0], 3), 0.5), torch.full((x.shape[0], 3), 2.0))
     model = wrap(TorchVAE(enc), ea.ModelRef("n"))
     q = model.encoder.encode(np.zeros((4, 1)))
     np.testing.assert_allclose(q.std, 2.0)

@@ -7,17 +7,18 @@ the parameters the test put into the model (not from the adapter).
 from __future__ import annotations
 
 import unittest
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from elbo_audit_torch import TorchPrior, TorchVAE, VampPrior, wrap
+from elbo_audit_torch.reference import mlp_vae
 from torch import distributions as td
 from torch import nn
 
 import elbo_audit as ea
 from elbo_audit import testing
-from elbo_audit_torch import TorchPrior, TorchVAE, VampPrior, wrap
-from elbo_audit_torch.reference import mlp_vae
 
 D = 4
 
@@ -100,7 +101,7 @@ def _seeded(seed: int):
     return np.random.default_rng(seed)
 
 
-def build_case(name: str, data: np.ndarray, ref_file, ref_weights, npref, tmp: "Path"):  # noqa: F821
+def build_case(name: str, data: np.ndarray, ref_file, ref_weights, npref, tmp: Path):
     """(model, x, options for testing.run_check) of the case ``name``."""
     x_dim = data.shape[1]
     opts: dict = {}
@@ -112,19 +113,19 @@ def build_case(name: str, data: np.ndarray, ref_file, ref_weights, npref, tmp: "
         trap = tmp / "trap.pt"
         marker = tmp / "payload-ran"
         torch.save({"encoder.hidden.weight": testing.BoobyTrap(marker)}, trap)
-        opts = dict(
-            reference_prior=ea.StandardNormal(npref.LATENT),
-            load=lambda p: wrap(mlp_vae(x_dim, npref.HIDDEN, npref.LATENT), ea.ModelRef("trap", weights=p)),
-            unsafe_file=trap,
-            marker=marker,
-        )
+        opts = {
+            "reference_prior": ea.StandardNormal(npref.LATENT),
+            "load": lambda p: wrap(mlp_vae(x_dim, npref.HIDDEN, npref.LATENT), ea.ModelRef("trap", weights=p)),
+            "unsafe_file": trap,
+            "marker": marker,
+        }
         return model, data, opts
     if name == "learned_gaussian_prior":
         rng = _seeded(2)
         loc, scale = rng.normal(0, 0.5, D), np.exp(rng.normal(0, 0.3, D))
         vae = VAE(GaussEncoder(x_dim), BernoulliDecoder(D, x_dim), LearnedGaussianPrior(loc, scale))
         model = wrap(vae, ea.ModelRef(name))
-        return model, data, dict(reference_prior=ea.DiagonalGaussianPrior(loc, scale))
+        return model, data, {"reference_prior": ea.DiagonalGaussianPrior(loc, scale)}
     if name == "mixture_prior":
         rng = _seeded(3)
         k = 3
@@ -132,23 +133,23 @@ def build_case(name: str, data: np.ndarray, ref_file, ref_weights, npref, tmp: "
         spec = TorchVAE(GaussEncoder(x_dim), BernoulliDecoder(D, x_dim), prior=LearnedMixturePrior(logits, loc, scale))
         model = wrap(spec, ea.ModelRef(name))
         w = np.exp(logits - logits.max())
-        return model, data, dict(reference_prior=ea.MixtureOfGaussians(w / w.sum(), loc, scale))
+        return model, data, {"reference_prior": ea.MixtureOfGaussians(w / w.sum(), loc, scale)}
     if name == "categorical":
         rng = _seeded(4)
         x = np.minimum(3, np.floor(rng.random(data.shape) * 1.2 + data * 2.5))  # 4 grey levels
         spec = TorchVAE(GaussEncoder(x_dim), MLPHead(D, x_dim, levels=4), likelihood="categorical", latent_dim=D)
-        return wrap(spec, ea.ModelRef(name)), x, dict(reference_prior=ea.StandardNormal(D))
+        return wrap(spec, ea.ModelRef(name)), x, {"reference_prior": ea.StandardNormal(D)}
     if name == "normal_likelihood":
         rng = _seeded(5)
         x = data + rng.normal(0, 0.3, data.shape)
         spec = TorchVAE(GaussEncoder(x_dim), NormalDecoder(D, x_dim), prior=td.Normal(torch.zeros(D), torch.ones(D)),
                         likelihood="normal")
-        return wrap(spec, ea.ModelRef(name)), x, dict(reference_prior=ea.StandardNormal(D))
+        return wrap(spec, ea.ModelRef(name)), x, {"reference_prior": ea.StandardNormal(D)}
     if name == "continuous_bernoulli":
         rng = _seeded(6)
         x = np.clip(data * 0.8 + rng.random(data.shape) * 0.2, 0, 1)
         spec = TorchVAE(GaussEncoder(x_dim), MLPHead(D, x_dim), likelihood="continuous_bernoulli")
-        return wrap(spec, ea.ModelRef(name)), x, dict(reference_prior=ea.StandardNormal(D))
+        return wrap(spec, ea.ModelRef(name)), x, {"reference_prior": ea.StandardNormal(D)}
     if name == "vamp_prior":
         rng = _seeded(7)
         pseudo = (rng.random((10, x_dim)) < 0.5).astype(np.float64)
@@ -158,7 +159,7 @@ def build_case(name: str, data: np.ndarray, ref_file, ref_weights, npref, tmp: "
         model = wrap(spec, ea.ModelRef(name, weights=ref_file))
         mean, log_var = npref.encode(ref_weights, pseudo)  # numpy truth
         ref = ea.vamp_prior(ea.DiagonalGaussian(mean, np.exp(0.5 * log_var)))
-        return model, data, dict(reference_prior=ref)
+        return model, data, {"reference_prior": ref}
     if name == "callable_prior":
         s = 1.5
         base = td.Normal(torch.zeros((), dtype=torch.float64), torch.full((), s, dtype=torch.float64))
@@ -169,7 +170,7 @@ def build_case(name: str, data: np.ndarray, ref_file, ref_weights, npref, tmp: "
             n_latent=D,
         )
         spec = TorchVAE(GaussEncoder(x_dim), BernoulliDecoder(D, x_dim), prior=prior, precision="float64")
-        return wrap(spec, ea.ModelRef(name)), data, dict(reference_prior=ea.DiagonalGaussianPrior(np.zeros(D), np.full(D, s)))
+        return wrap(spec, ea.ModelRef(name)), data, {"reference_prior": ea.DiagonalGaussianPrior(np.zeros(D), np.full(D, s))}
     raise KeyError(name)
 
 

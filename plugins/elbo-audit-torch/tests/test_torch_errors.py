@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import elbo_audit_torch
 import numpy as np
 import pytest
 import torch
+from elbo_audit_torch import TorchVAE, wrap
+from elbo_audit_torch.reference import mlp_vae
 from torch import distributions as td
 from torch import nn
 
 import elbo_audit as ea
-import elbo_audit_torch
 from elbo_audit import testing
 from elbo_audit._cli.models import load_model
 from elbo_audit._cli.plugins import PluginHost
-from elbo_audit_torch import TorchVAE, wrap
-from elbo_audit_torch.reference import mlp_vae
 
 
 def _one_line(exc: BaseException) -> str:
@@ -72,8 +72,8 @@ def test_grey_levels_into_bernoulli_is_refused(npref, ref_file):
 
 
 def test_levels_beyond_the_categorical_are_refused():
-    dec = lambda z: torch.zeros(z.shape[0], 4, 3, dtype=z.dtype)  # noqa: E731 - 3 levels
-    enc = lambda x: (torch.zeros(x.shape[0], 2, dtype=x.dtype), torch.zeros(x.shape[0], 2, dtype=x.dtype))  # noqa: E731
+    dec = lambda z: torch.zeros(z.shape[0], 4, 3, dtype=z.dtype)  # 3 levels
+    enc = lambda x: (torch.zeros(x.shape[0], 2, dtype=x.dtype), torch.zeros(x.shape[0], 2, dtype=x.dtype))
     x = np.zeros((5, 4))
     x[3, 2] = 3.0
     model = wrap(TorchVAE(enc, dec, likelihood="categorical"), ea.ModelRef("cat"))
@@ -82,15 +82,15 @@ def test_levels_beyond_the_categorical_are_refused():
 
 
 def test_decoder_output_of_the_wrong_size():
-    enc = lambda x: (torch.zeros(x.shape[0], 2, dtype=x.dtype), torch.zeros(x.shape[0], 2, dtype=x.dtype))  # noqa: E731
-    dec = lambda z: torch.zeros(z.shape[0], 5, dtype=z.dtype)  # noqa: E731
+    enc = lambda x: (torch.zeros(x.shape[0], 2, dtype=x.dtype), torch.zeros(x.shape[0], 2, dtype=x.dtype))
+    dec = lambda z: torch.zeros(z.shape[0], 5, dtype=z.dtype)
     model = wrap(TorchVAE(enc, dec, likelihood="bernoulli"), ea.ModelRef("shape"))
     with pytest.raises(ea.ModelError, match=r"shape \(4, 5\).*6 values per row"):
         model.decoder.log_likelihood(np.zeros((2, 6)), np.zeros((2, 2, 2)))
 
 
 def test_encoder_parameters_of_different_shapes():
-    enc = lambda x: (torch.zeros(x.shape[0], 2), torch.zeros(x.shape[0], 3))  # noqa: E731
+    enc = lambda x: (torch.zeros(x.shape[0], 2), torch.zeros(x.shape[0], 3))
     model = wrap(TorchVAE(enc), ea.ModelRef("shape"))
     with pytest.raises(ea.ModelError, match=r"mean \(4, 2\) but log_var \(4, 3\)"):
         model.encoder.encode(np.zeros((4, 1)))
@@ -103,7 +103,7 @@ def test_encoder_returning_something_else():
 
 
 def test_decoder_tensor_without_likelihood():
-    enc = lambda x: (torch.zeros(x.shape[0], 2), torch.zeros(x.shape[0], 2))  # noqa: E731
+    enc = lambda x: (torch.zeros(x.shape[0], 2), torch.zeros(x.shape[0], 2))
     model = wrap(TorchVAE(enc, lambda z: z), ea.ModelRef("nolik"))
     with pytest.raises(ea.ModelError, match="likelihood="):
         model.decoder.log_likelihood(np.zeros((2, 2)), np.zeros((2, 1, 2)))
@@ -152,7 +152,7 @@ def test_prior_of_the_wrong_shape():
 
 
 def test_posterior_std_that_underflows():
-    enc = lambda x: (torch.zeros(x.shape[0], 2), torch.full((x.shape[0], 2), -2000.0))  # noqa: E731
+    enc = lambda x: (torch.zeros(x.shape[0], 2), torch.full((x.shape[0], 2), -2000.0))
     model = wrap(TorchVAE(enc), ea.ModelRef("tiny"))
     with pytest.raises(ea.ModelError, match="under- or overflows at rows 0, 1, 2"):
         model.encoder.encode(np.zeros((3, 1)))

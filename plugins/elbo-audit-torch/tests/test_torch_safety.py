@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import elbo_audit_torch
 import numpy as np
 import pytest
 import torch
+from elbo_audit_torch import wrap
+from elbo_audit_torch.reference import mlp_vae
 
 import elbo_audit as ea
-import elbo_audit_torch
 from elbo_audit import testing
 from elbo_audit._cli.models import load_model
 from elbo_audit._cli.plugins import PluginHost
-from elbo_audit_torch import wrap
-from elbo_audit_torch.reference import mlp_vae
 
 
 def _host():
