@@ -10,6 +10,7 @@ that can run here is checked.
 from __future__ import annotations
 
 import json
+import zlib
 import math
 from collections.abc import Callable
 
@@ -86,6 +87,7 @@ CASES: dict[str, Case] = {
     "one-component": lambda g: (g.normal(size=(1, 5)), np.full((1, 5), 0.3)),
 }
 TOL = {"float64": 1e-10, "float32": 1e-5}
+REL = {"float64": 1e-14, "float32": 4.0 * float(np.finfo(np.float32).eps)}
 # the numpy reference's default GEMM form promises 1e-7 nats per component (its
 # rounding bound, see elbo_audit._kernels.numpy_backend); its direct form 1e-10
 GEMM64_TOL = 1e-7
@@ -96,7 +98,7 @@ def _tol(name: str, precision: str) -> float:
 
 
 def _data(case: str, weighted: bool) -> tuple[NDArray[np.float64], ...]:
-    g = np.random.default_rng(abs(hash(case)) % 2**32)
+    g = np.random.default_rng(zlib.crc32(case.encode()))
     mean, std = CASES[case](g)
     m, d = mean.shape
     log_w = np.full(m, -math.log(m))
@@ -122,10 +124,18 @@ def test_backend_agrees_with_float64_truth(name: str, precision: str, case: str,
     log_q = logsumexp(parts, axis=1)
     tol = _tol(name, precision)
     got = mix.log_density(z)
-    # relative 1e-14: a point 1e9 nats from every component has no more digits in float64
-    assert np.all(np.abs(got - log_q) <= tol + 1e-14 * np.abs(log_q))
+    # plus a relative part: a point 1e4-1e9 nats from every component (the last
+    # row) has no more digits than its precision's epsilon; every draw of an
+    # audit lies within a few nats of its own component and meets ``tol``
+    rel = REL[precision]
+    assert np.all(np.abs(got - log_q) <= tol + rel * np.abs(log_q))
+    # the absolute contract holds at draws like an audit's: from a component of
+    # positive weight (the error grows with the distance to the nearest one)
+    audit_like = (owner >= 0) & np.isfinite(log_w[np.maximum(owner, 0)])
+    audit_like[-1] = False
+    assert np.max(np.abs(got - log_q)[audit_like], initial=0.0) <= tol
     marg = _truth_marginals(z, mean, std, log_w)
-    assert np.all(np.abs(mix.log_marginals(z) - marg) <= tol + 1e-14 * np.abs(marg))
+    assert np.all(np.abs(mix.log_marginals(z) - marg) <= tol + rel * np.abs(marg))
     own = np.where(owner >= 0, owner, -1)
     r_true, slack = _truth_interaction(z, own, log_q, mean, std, log_w, tol)
     r_got = mix.interaction(z, own, log_q)
