@@ -1,0 +1,279 @@
+"""The ``native`` compute backend: the kernels of the pairwise pass in compiled C++.
+
+A mixture is prepared once: per component m and dimension d, in float64,
+
+    a_md = sqrt(log2(e) / 2) / sigma_md,   b_md = -mu_md a_md,
+    c_m  = log2(e) (log w_m - sum_d log sigma_md - D/2 log 2 pi) - offset,
+
+so that ``log2 [w_m N(z; mu_m, sigma_m)] = offset + c_m - sum_d (z_d a_md + b_md)^2``;
+then cast to the working precision and stored dimension-major, padded with
+zero-weight components to a multiple of the library's block width. The offset
+(the mean of the finite c_m) keeps the constants small in float32 and is added
+back in float64. Zero-weight components (log w = -inf) contribute exactly 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Final, final
+
+import numpy as np
+from elbo_audit._kernels.protocol import PRECISIONS, Precision
+from numpy.typing import NDArray
+
+from ._lib import Library, library
+
+__all__ = ["NativeBackend", "NativeMixture", "default_threads"]
+
+_LOG2E: Final = 1.0 / math.log(2.0)
+_LOG_2PI: Final = math.log(2.0 * math.pi)
+_SCALE: Final = math.sqrt(0.5 * _LOG2E)
+_ALIGN: Final = 64  # bytes
+
+
+def default_threads() -> int:
+    """``ELBO_AUDIT_NUM_THREADS`` if set (a positive integer), else the usable cores."""
+    env = os.environ.get("ELBO_AUDIT_NUM_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _aligned(shape: tuple[int, ...], dtype: type[np.floating[Any]], fill: float) -> NDArray[Any]:
+    """A C-contiguous array whose data starts on a 64-byte boundary."""
+    itemsize = np.dtype(dtype).itemsize
+    n = int(np.prod(shape))
+    raw = np.empty(n + _ALIGN // itemsize, dtype=dtype)
+    start = (-raw.ctypes.data % _ALIGN) // itemsize
+    out = raw[start : start + n].reshape(shape)
+    out.fill(fill)
+    return out
+
+
+def _finite_mean(x: NDArray[np.float64], axis: int | None = None) -> NDArray[np.float64]:
+    finite = np.isfinite(x)
+    total = np.where(finite, x, 0.0).sum(axis=axis)
+    count = finite.sum(axis=axis)
+    return np.asarray(np.where(count > 0, total / np.maximum(count, 1), 0.0), dtype=np.float64)
+
+
+def _ptr(x: NDArray[Any]) -> int:
+    return int(x.ctypes.data)
+
+
+@final
+class NativeMixture:
+    """A mixture prepared for the compiled kernels.
+
+    Built by :meth:`NativeBackend.prepare`; satisfies
+    :class:`elbo_audit._kernels.protocol.MixtureKernels`.
+    """
+
+    def __init__(
+        self,
+        lib: Library,
+        mean: NDArray[np.float64],
+        std: NDArray[np.float64],
+        log_weights: NDArray[np.float64],
+        precision: Precision,
+        threads: int,
+    ) -> None:
+        m, d = mean.shape
+        self._lib = lib
+        self._precision: Precision = precision
+        self._threads = int(threads)
+        self.n_components, self.n_latent = m, d
+        dtype = np.float32 if precision == "float32" else np.float64
+        self._suffix = "f32" if precision == "float32" else "f64"
+        bw = lib.block_width[precision]
+        mpad = -(-m // bw) * bw
+        self._mpad = mpad
+
+        a = _SCALE / std
+        b = -mean * a
+        log_std = np.log(std)
+        c = _LOG2E * (log_weights - log_std.sum(axis=1) - 0.5 * d * _LOG_2PI)
+        cm = _LOG2E * (log_weights[:, None] - log_std - 0.5 * _LOG_2PI)  # (M, D)
+        self._offset = float(_finite_mean(c))
+        self._offsets = np.ascontiguousarray(_finite_mean(cm, axis=0), dtype=np.float64)
+
+        def layout(x: NDArray[np.float64], fill: float, dt: type[np.floating[Any]]) -> NDArray[Any]:
+            out = _aligned((x.shape[0], mpad) if x.ndim == 2 else (mpad,), dt, fill)
+            out[..., :m] = x
+            return out
+
+        self._a64 = layout(a.T, 0.0, np.float64)
+        self._b64 = layout(b.T, 0.0, np.float64)
+        self._c64 = layout(c - self._offset, -np.inf, np.float64)
+        if dtype is np.float32:
+            self._a = layout(a.T, 0.0, np.float32)
+            self._b = layout(b.T, 0.0, np.float32)
+            self._c = layout(c - self._offset, -np.inf, np.float32)
+            self._cm = layout((cm - self._offsets).T, -np.inf, np.float32)
+        else:
+            self._a, self._b, self._c = self._a64, self._b64, self._c64
+            self._cm = layout((cm - self._offsets).T, -np.inf, np.float64)
+
+    @property
+    def precision(self) -> Precision:
+        """The precision the kernels run in."""
+        return self._precision
+
+    @property
+    def threads(self) -> int:
+        """Worker threads per kernel call."""
+        return self._threads
+
+    def _draws(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        z = np.ascontiguousarray(z, dtype=np.float64)
+        if z.ndim != 2 or z.shape[1] != self.n_latent:
+            raise ValueError(f"z must have shape (S, {self.n_latent}), got {z.shape}")
+        if not np.isfinite(z).all():
+            raise ValueError("z has non-finite entries")
+        return z
+
+    def log_density(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        """log q(z_s) for each row of ``z`` (S, D) -> (S,)."""
+        z = self._draws(z)
+        s = z.shape[0]
+        out = np.empty(s, dtype=np.float64)
+        if s:
+            self._lib.call(
+                f"ean_log_density_{self._suffix}", _ptr(z), s, self.n_latent,
+                _ptr(self._a), _ptr(self._b), _ptr(self._c), self._mpad, self._offset,
+                _ptr(out), self._threads,
+            )  # fmt: skip
+        return out
+
+    def log_marginals(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        """log q_j(z_sj) for each row and dimension of ``z`` (S, D) -> (S, D)."""
+        z = self._draws(z)
+        s = z.shape[0]
+        out = np.empty((s, self.n_latent), dtype=np.float64)
+        if s and self.n_latent:
+            self._lib.call(
+                f"ean_log_marginals_{self._suffix}", _ptr(z), s, self.n_latent,
+                _ptr(self._a), _ptr(self._b), _ptr(self._cm), self._mpad, _ptr(self._offsets),
+                _ptr(out), self._threads,
+            )  # fmt: skip
+        return out
+
+    def interaction(
+        self,
+        z: NDArray[np.float64],
+        owner: NDArray[np.int64],
+        log_qz: NDArray[np.float64],
+    ) -> NDArray[np.float64]:
+        """Column sums R_m of -log(1 - r_m(z_s)) over draws not owned by m -> (M,)."""
+        z = self._draws(z)
+        s = z.shape[0]
+        own = np.ascontiguousarray(owner, dtype=np.int64)
+        lq = np.ascontiguousarray(log_qz, dtype=np.float64)
+        if own.shape != (s,) or lq.shape != (s,):
+            raise ValueError(
+                f"owner and log_qz must have shape ({s},), got {own.shape} and {lq.shape}"
+            )
+        if s and (own.min() < -1 or own.max() >= self.n_components):
+            raise ValueError(f"owner entries must lie in [-1, {self.n_components})")
+        if np.isnan(lq).any():
+            raise ValueError("log_qz has NaN entries")
+        out = np.zeros(self._mpad, dtype=np.float64)
+        if s and self._mpad:
+            if self._suffix == "f32":
+                self._lib.call(
+                    "ean_interaction_f32", _ptr(z), s, self.n_latent, _ptr(own), _ptr(lq),
+                    _ptr(self._a), _ptr(self._b), _ptr(self._c),
+                    _ptr(self._a64), _ptr(self._b64), _ptr(self._c64),
+                    self._mpad, self._offset, _ptr(out), self._threads,
+                )  # fmt: skip
+            else:
+                self._lib.call(
+                    "ean_interaction_f64", _ptr(z), s, self.n_latent, _ptr(own), _ptr(lq),
+                    _ptr(self._a), _ptr(self._b), _ptr(self._c),
+                    self._mpad, self._offset, _ptr(out), self._threads,
+                )  # fmt: skip
+        return out[: self.n_components].copy()
+
+
+@final
+class NativeBackend:
+    """Compiled CPU kernels (C++17, std::thread), float32 or float64.
+
+    Satisfies :class:`elbo_audit._kernels.protocol.ComputeBackend`.
+
+    Parameters
+    ----------
+    threads : int, optional
+        Worker threads per kernel call; ``ELBO_AUDIT_NUM_THREADS`` or the number
+        of cores when omitted. Results are bitwise identical for any count.
+    """
+
+    def __init__(self, threads: int | None = None) -> None:
+        if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        self._threads = default_threads() if threads is None else int(threads)
+
+    @property
+    def name(self) -> str:
+        return "native"
+
+    @property
+    def threads(self) -> int:
+        """Worker threads per kernel call."""
+        return self._threads
+
+    def availability(self) -> str | None:
+        """None when the compiled library loaded, else why not (one line)."""
+        return library()[1]
+
+    def devices(self) -> tuple[str, ...]:
+        return ("cpu",)
+
+    def build_info(self) -> str:
+        """How the library was compiled (vector width, instruction sets), or why it is missing."""
+        lib, reason = library()
+        return f"{lib.path.name}: {lib.build_info}" if lib is not None else str(reason)
+
+    def prepare(
+        self,
+        mean: NDArray[np.float64],
+        std: NDArray[np.float64],
+        log_weights: NDArray[np.float64] | None = None,
+        *,
+        precision: Precision = "float64",
+        device: str = "cpu",
+    ) -> NativeMixture:
+        """Prepare the mixture (M, D) with log weights (M,) (uniform when None)."""
+        if device != "cpu":
+            raise ValueError(f"the native backend runs on the cpu only, not {device!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+        mean = np.asarray(mean, dtype=np.float64)
+        std = np.asarray(std, dtype=np.float64)
+        if mean.ndim != 2 or std.shape != mean.shape:
+            raise ValueError(
+                f"mean and std must have the same shape (M, D), got {mean.shape} and {std.shape}"
+            )
+        m = mean.shape[0]
+        if not np.isfinite(mean).all():
+            raise ValueError("mean has non-finite entries")
+        if not (np.isfinite(std).all() and (std > 0).all()):
+            raise ValueError("std must be finite and positive")
+        if log_weights is None:
+            log_w = np.full(m, -math.log(m) if m else 0.0)
+        else:
+            log_w = np.asarray(log_weights, dtype=np.float64)
+            if log_w.shape != (m,):
+                raise ValueError(f"log_weights must have shape ({m},), got {log_w.shape}")
+            if np.isnan(log_w).any() or np.isposinf(log_w).any():
+                raise ValueError("log_weights must not be NaN or +inf")
+        lib, reason = library()
+        if lib is None:
+            raise RuntimeError(f"the native backend is unavailable: {reason}")
+        return NativeMixture(lib, mean, std, log_w, precision, self._threads)
