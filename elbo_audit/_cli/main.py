@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._errors import AuditError, UsageError
+from .._estimation.bootstrap import CI_METHODS
 from .._report.compare import compare_reports, format_comparison
 from .._report.plot import plot_report
 from .._report.schema import open_report, validate_report
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--bootstrap", type=int, metavar="B", help="bootstrap resamples, 0 for none (default 1000)")
     est.add_argument("--confidence", type=float, metavar="LEVEL", help="confidence level (default 0.95)")
     est.add_argument(
-        "--ci-method", choices=("bca", "percentile", "basic", "normal"),
+        "--ci-method", choices=CI_METHODS,
         help="bootstrap interval (default bca; see docs/uncertainty.md)",
     )
     est.add_argument(

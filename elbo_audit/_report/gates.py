@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 
 from .._errors import UsageError
+from .._model.terms import TERMS
 
 __all__ = ["Baseline", "Gate", "GateResult", "evaluate_gates", "gates_dataset", "parse_gate"]
 
@@ -33,10 +34,6 @@ _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge
 _GATE = re.compile(
     r"^\s*(?:(?P<model>[^:@\s]+)(?:@(?P<prior>[^:\s]+))?\s*:)?\s*(?P<term>[a-z_]+)"
     r"(?:\.(?P<bound>value|lower|upper|delta\.lower|delta\.upper|delta))?\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<num>[-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*$"
-)
-TERMS = (
-    "elbo", "reconstruction", "avg_kl", "index_code_mi", "marginal_kl",
-    "total_correlation", "dimwise_kl", "decomposition_residual",
 )
 
 

@@ -13,18 +13,11 @@ from typing import Any
 
 import xarray as xr
 
+from .._model.terms import SHORT_LABELS
+
 __all__ = ["COLUMNS", "format_summary", "render_table", "summary_records"]
 
-COLUMNS = (
-    ("elbo", "ELBO"),
-    ("reconstruction", "recon"),
-    ("avg_kl", "avg KL"),
-    ("index_code_mi", "index-code MI"),
-    ("marginal_kl", "marginal KL"),
-    ("total_correlation", "TC"),
-    ("dimwise_kl", "dimwise KL"),
-    ("decomposition_residual", "residual"),
-)
+COLUMNS: tuple[tuple[str, str], ...] = tuple(SHORT_LABELS.items())
 
 
 def _num(x: Any) -> float | None:
