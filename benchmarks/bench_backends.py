@@ -122,7 +122,7 @@ def bench_size(n: int, d: int, args: argparse.Namespace, ref: ModuleType | None)
                 centre = mean.mean(axis=0)
                 kern = r.backend.prepare(mean - centre, std, precision="float32")
                 zc = z - centre
-                t, out, peak = timed(lambda kern=kern: kern.log_density(zc), args.repeat)
+                t, out, peak = timed(lambda kern=kern, zc=zc: kern.log_density(zc), args.repeat)
                 rows.append((f"{r.name} float32 kernel alone (no split)", t,
                              float(np.max(np.abs(out[check] - truth))), peak, "measured"))
     s_naive = min(n, args.naive_s)

@@ -10,8 +10,8 @@ that can run here is checked.
 from __future__ import annotations
 
 import json
-import zlib
 import math
+import zlib
 from collections.abc import Callable
 
 import numpy as np
