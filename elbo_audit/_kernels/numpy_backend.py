@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, final
+from typing import Literal, TypeVar, final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 Form = Literal["gemm64", "direct"]
+_T = TypeVar("_T")
 
 # exp() of values that underflow is an order of magnitude slower; entries more
 # than 80 nats below the running maximum contribute at most M * e^-80 relative.
@@ -73,6 +74,17 @@ def _default_workers() -> int:
     if env:
         return max(1, int(env))
     return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _map_in_threads(
+    fn: Callable[[_T], NDArray[np.float64]], items: Sequence[_T], workers: int | None
+) -> list[NDArray[np.float64]]:
+    """``[fn(x) for x in items]`` in up to ``workers`` threads, results in order."""
+    n_workers = min(workers or _default_workers(), max(1, len(items)))
+    if n_workers == 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(n_workers) as pool:
+        return list(pool.map(fn, items))
 
 
 @contextlib.contextmanager
@@ -219,13 +231,8 @@ def log_mixture_density(
         raise ValueError(f"unknown form {form!r}; expected 'gemm64' or 'direct'")
 
     chunks = [z[i : i + outer_block] for i in range(0, z.shape[0], outer_block)]
-    n_workers = min(workers or _default_workers(), max(1, len(chunks)))
     with _single_threaded_blas():
-        if n_workers == 1:
-            parts = [one(c) for c in chunks]
-        else:
-            with ThreadPoolExecutor(n_workers) as pool:
-                parts = list(pool.map(one, chunks))
+        parts = _map_in_threads(one, chunks, workers)
     return np.concatenate(parts) if parts else np.empty(0)
 
 
@@ -284,12 +291,7 @@ def log_mixture_marginals(
             out[i : i + outer_block] = _stream_lse(tiles(), zb.shape[0])
         return out
 
-    n_workers = min(workers or _default_workers(), d)
-    if n_workers == 1:
-        cols = [one(j) for j in range(d)]
-    else:
-        with ThreadPoolExecutor(n_workers) as pool:
-            cols = list(pool.map(one, range(d)))
+    cols = _map_in_threads(one, list(range(d)), workers)
     return np.stack(cols, axis=1) if cols else np.empty((z.shape[0], 0))
 
 
@@ -403,14 +405,8 @@ def interaction_sums(
     starts = list(range(0, z.shape[0], sample_block))
     out = np.zeros(m)
     with _single_threaded_blas():
-        n_workers = min(workers or _default_workers(), max(1, len(starts)))
-        if n_workers == 1:
-            for s0 in starts:
-                out += one(s0)
-        else:
-            with ThreadPoolExecutor(n_workers) as pool:
-                for part in pool.map(one, starts):
-                    out += part
+        for part in _map_in_threads(one, starts, workers):  # summed in order: deterministic
+            out += part
     return out
 
 
