@@ -53,12 +53,23 @@ def _status(plugin: str, info: BackendInfo) -> BackendStatus:
         backend = info.factory()
         reason = backend.availability()
         devices = tuple(backend.devices()) if reason is None else ()
+        rank = getattr(backend, "speed_rank", info.speed_rank)
+        rank = rank if isinstance(rank, int) and not isinstance(rank, bool) else info.speed_rank
     except Exception as exc:  # noqa: BLE001 - a backend's failure is reported, not raised
         backend, reason, devices = None, f"{type(exc).__name__}: {exc}", ()
+        rank = info.speed_rank
     return BackendStatus(
         info.name, plugin, reason is None, reason or "", devices, tuple(info.precisions),
-        info.speed_rank, info.description, backend,
+        rank, info.description, backend,
     )
+
+
+def _runs_on(row: BackendStatus, device: str) -> bool:
+    return not row.devices or device in row.devices or device.split(":")[0] in row.devices
+
+
+def _clustered(row: BackendStatus) -> bool:
+    return callable(getattr(row.backend, "connect", None))
 
 
 def backend_table(host: PluginHost) -> list[BackendStatus]:
@@ -68,14 +79,29 @@ def backend_table(host: PluginHost) -> list[BackendStatus]:
 
 
 def resolve_engine(
-    host: PluginHost, name: str | None, precision: str | None, device: str | None = None
+    host: PluginHost,
+    name: str | None,
+    precision: str | None,
+    device: str | None = None,
+    scheduler: str | None = None,
 ) -> Engine:
-    """The engine for ``--backend``, ``--precision`` and ``--device`` (defaults: fastest, its own)."""
+    """The engine for ``--backend``, ``--precision``, ``--device`` and ``--scheduler``.
+
+    Defaults: the fastest available backend (a cluster backend when a
+    scheduler is named), in its own precision, on its own default device.
+    """
     rows = backend_table(host)
     if name is None:
-        usable = [r for r in rows if r.available]
-        if not usable:  # pragma: no cover - numpy is always available
-            raise PluginError("no compute backend is available")
+        usable = [r for r in rows if r.available and (scheduler is None or _clustered(r))]
+        if device is not None:  # the fastest that runs on the named device first
+            usable.sort(key=lambda r: not _runs_on(r, device))
+        if not usable:
+            if scheduler is not None:
+                raise UsageError(
+                    f"--scheduler {scheduler}: no cluster backend is available "
+                    "(install elbo-audit-dask)"
+                )
+            raise PluginError("no compute backend is available")  # pragma: no cover
         row = usable[0]
     else:
         found = {r.name: r for r in rows}
@@ -92,12 +118,22 @@ def resolve_engine(
         raise UsageError(
             f"--precision {prec}: backend {row.name!r} computes in {', '.join(row.precision)} only"
         )
-    dev = device or "cpu"
-    if row.devices and dev not in row.devices and dev.split(":")[0] not in row.devices:
+    assert row.backend is not None
+    own = getattr(row.backend, "default_device", "cpu")
+    dev = device or (own if isinstance(own, str) else "cpu")
+    if row.devices == ("cpu",):
+        dev = "cpu"  # --device then names the adapters' device only
+    elif not _runs_on(row, dev):
         raise UsageError(
             f"--device {dev}: backend {row.name!r} runs on {', '.join(row.devices)}"
         )
-    assert row.backend is not None
+    if scheduler is not None or _clustered(row):
+        if not _clustered(row):
+            raise UsageError(
+                f"--scheduler {scheduler}: backend {row.name!r} runs on one machine "
+                "(use --backend dask)"
+            )
+        row.backend.connect(scheduler)  # type: ignore[attr-defined]
     return Engine(row.backend, cast(Precision, prec), dev)
 
 
@@ -106,6 +142,7 @@ def make_engine(
     precision: str | None = None,
     device: str | None = None,
     *,
+    scheduler: str | None = None,
     blocked: Sequence[str] = (),
 ) -> Engine:
     """An engine from the installed backends, as ``--backend``/``--precision``/``--device`` pick it.
@@ -117,7 +154,10 @@ def make_engine(
     precision : {"float32", "float64"}, optional
         The backend's own default when omitted.
     device : str, optional
+    scheduler : str, optional
+        Address of a Dask scheduler (a cluster backend; a local cluster when
+        that backend is chosen without one).
     blocked : sequence of str
         Plugins not to load.
     """
-    return resolve_engine(PluginHost(blocked=blocked), backend, precision, device)
+    return resolve_engine(PluginHost(blocked=blocked), backend, precision, device, scheduler)

@@ -32,6 +32,8 @@ Example::
     batch_size = 1000
     backend = "native"          # optional: a compute backend (elbo-audit backends);
     precision = "float32"       #   default the fastest available, in its own precision
+    device = "cuda"             # optional: the backend's device (default its own)
+    scheduler = "tcp://host:8786"  # optional: a Dask scheduler (backend dask)
 
     target_se = 0.01            # optional: draw until every Monte Carlo se is below
     max_seconds = 600           #   this, within a time and/or draw budget
@@ -106,6 +108,8 @@ class RunConfig:
     max_samples_per_point: int | None = None
     backend: str | None = None
     precision: str | None = None
+    device: str | None = None
+    scheduler: str | None = None
     resamples: int = 1000
     confidence: float = 0.95
     ci_method: str = "bca"
@@ -129,6 +133,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "target_se": (_NUM, "target_se"), "max_seconds": (_NUM, "max_seconds"),
         "max_samples_per_point": (int, "max_samples_per_point"),
         "backend": (str, "backend"), "precision": (str, "precision"),
+        "device": (str, "device"), "scheduler": (str, "scheduler"),
     },
     "bootstrap": {
         "resamples": (int, "resamples"), "confidence": (_NUM, "confidence"),

@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=("float32", "float64"),
         help="precision of the pairwise passes (default: the backend's own)",
     )
+    est.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="Dask scheduler to run the pairwise passes on (backend dask; "
+        "env ELBO_AUDIT_SCHEDULER)",
+    )
     out = run.add_argument_group("output")
     out.add_argument("--out", metavar="PATH", help="report file (default elbo-audit-report.nc)")
     out.add_argument("--pointwise", action="store_true", help="store per-datapoint terms in /pointwise")

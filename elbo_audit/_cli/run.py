@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,7 @@ _OVERRIDES = {
     "binarize": "binarize", "limit": "limit", "posteriors": "posteriors",
     "ci_method": "ci_method", "target_se": "target_se", "max_seconds": "max_seconds",
     "max_samples_per_point": "max_samples_per_point", "backend": "backend", "precision": "precision",
+    "scheduler": "scheduler",
 }
 
 
@@ -100,6 +102,10 @@ def merge_args(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, arg, None)
         if value is not None:
             setattr(cfg, attr, value)
+    if getattr(args, "device", None) is not None:
+        cfg.device = args.device
+    if cfg.scheduler is None:
+        cfg.scheduler = os.environ.get("ELBO_AUDIT_SCHEDULER", "").strip() or None
     if args.data is not None:
         cfg.data_name = cfg.data_path = cfg.data_key = None
         cfg.data_path = args.data
@@ -234,7 +240,7 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
     extra: dict[str, Any] = {"config": cfg.source}
     host = PluginHost(blocked=blocked)
     makers = _prior_makers(cfg, host, cfg.seed)
-    engine = resolve_engine(host, cfg.backend, cfg.precision)
+    engine = resolve_engine(host, cfg.backend, cfg.precision, cfg.device, cfg.scheduler)
     reporter = progress.REPORTER
 
     def alternatives(q: DiagonalGaussian, model: str) -> dict[str, Prior]:

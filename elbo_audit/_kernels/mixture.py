@@ -27,7 +27,10 @@ from numpy.typing import NDArray
 from .._model.families import LOG_2PI
 from .protocol import ComputeBackend, MixtureKernels, Precision
 
-__all__ = ["FLOAT32_TOL", "Engine", "Mixture", "float32_error_bound"]
+__all__ = ["DEFAULT_CHUNK", "FLOAT32_TOL", "Engine", "Mixture", "float32_error_bound"]
+
+#: Draws per kernel call unless the backend prefers another number.
+DEFAULT_CHUNK = 8192
 
 #: Largest estimated float32 rounding error (nats) of one component's
 #: log-density at a typical draw; components above it run in float64.
@@ -198,8 +201,10 @@ class Engine:
     backend : ComputeBackend
     precision : {"float32", "float64"}
     device : str
-    chunk : int
-        Draws per kernel call.
+    chunk : int, optional
+        Draws per kernel call: the backend's ``chunk_draws`` attribute when it
+        has one (a cluster backend takes many chunks at once to spread them
+        over its workers), else :data:`DEFAULT_CHUNK`.
     """
 
     def __init__(
@@ -207,8 +212,11 @@ class Engine:
         backend: ComputeBackend,
         precision: Precision = "float64",
         device: str = "cpu",
-        chunk: int = 8192,
+        chunk: int | None = None,
     ) -> None:
+        if chunk is None:
+            preferred = getattr(backend, "chunk_draws", None)
+            chunk = int(preferred) if isinstance(preferred, int) and preferred > 0 else DEFAULT_CHUNK
         self.backend, self.precision, self.device, self.chunk = backend, precision, device, chunk
 
     def mixture(

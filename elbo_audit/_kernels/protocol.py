@@ -21,6 +21,22 @@ precomputing what it likes) and then evaluates it on chunks of draws. Every
 array that crosses this boundary is numpy float64 (``owner`` is int64, -1 for
 a draw of no component); results are deterministic for given inputs,
 whatever the number of threads.
+
+A backend may also carry these optional attributes, read with ``getattr``:
+
+``chunk_draws`` (int)
+    Draws per kernel call it prefers (a cluster backend takes many default
+    chunks at once and spreads them over its workers); the core's default is
+    :data:`elbo_audit._kernels.mixture.DEFAULT_CHUNK`.
+``speed_rank`` (int)
+    Overrides its registration's rank on this machine (a GPU framework is
+    fast only where a GPU is present).
+``default_device`` (str)
+    The device it runs on when none is named (``cuda`` where one is present).
+``connect(address: str | None) -> None``
+    For backends that run on a cluster: connect to the scheduler at
+    ``address`` (``--scheduler``), or start a local one when None; raises
+    :class:`elbo_audit.UsageError` when it cannot be reached.
 """
 
 from __future__ import annotations
