@@ -116,10 +116,12 @@ class BootstrapPlan:
     def _block(self, j: int) -> NDArray[np.int32]:
         n = self.n_points
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(BOOTSTRAP, j)))
-        idx = rng.integers(0, n, size=(_BLOCK, n), dtype=np.int64)
-        idx += (np.arange(_BLOCK, dtype=np.int64) * n)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=_BLOCK * n).reshape(_BLOCK, n)
-        return counts.astype(np.int32)
+        # row by row: the same stream as one (block, N) draw, without its
+        # 16 N-byte index and count temporaries per replicate
+        counts = np.empty((_BLOCK, n), dtype=np.int32)
+        for row in range(_BLOCK):
+            counts[row] = np.bincount(rng.integers(0, n, size=n, dtype=np.int64), minlength=n)
+        return counts
 
     def blocks(self) -> Iterator[tuple[int, NDArray[np.int32]]]:
         """Yield ``(first_replicate, counts)`` with counts of shape (b, N), b <= 32."""
@@ -201,16 +203,17 @@ def replicates_many(terms: Sequence[TermEstimate], plan: BootstrapPlan) -> NDArr
             # one matrix-vector product per term, so that a term's replicates
             # do not depend on which other terms share the pass (bitwise)
             if where is None:
-                w = counts.astype(np.float64)
+                w = counts
                 total = np.float64(n)
             else:
-                w = counts[:, where].astype(np.float64)
-                total = w.sum(axis=1)
+                w = counts[:, where]
+                total = w.sum(axis=1, dtype=np.float64)
             sums = np.zeros((len(members), w.shape[0]))
             # columns in cache-sized chunks, summed in chunk order: each term's
-            # sum is the same whatever else shares the pass
+            # sum is the same whatever else shares the pass (and the float64
+            # copy of the counts is one chunk, not B x N)
             for c0 in range(0, w.shape[1], _COLUMNS):
-                wc = w[:, c0 : c0 + _COLUMNS]
+                wc = w[:, c0 : c0 + _COLUMNS].astype(np.float64)
                 for col in range(len(members)):
                     sums[col] += wc @ values[c0 : c0 + _COLUMNS, col]
             for col, t in enumerate(members):
