@@ -98,6 +98,7 @@ def _draws(
 ) -> Draws:
     eps = rng.standard_normal((index.size, q.n_latent))
     z = q.sample(eps, index)
+    del eps
     log_qzx = q.log_prob_own(z, index)
     with reporter.task(label, mixture.n_chunks(index.size)) as bar:
         log_qz = mixture.log_density(z, bar.advance)

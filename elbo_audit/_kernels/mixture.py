@@ -37,6 +37,7 @@ DEFAULT_CHUNK = 8192
 FLOAT32_TOL = 2e-6
 
 _EPS32 = float(np.finfo(np.float32).eps)
+_BLOCK = 16384  # rows per block of the error bound
 
 Advance = Callable[[int], None]
 
@@ -59,9 +60,21 @@ def float32_error_bound(
     const : ndarray, shape (M,)
         The float32 constants of the components (log weight plus normaliser).
     """
-    ratio = (np.abs(mean) + 3.0 * std) / std
-    quad = 0.5 * _EPS32 * np.sqrt(np.sum(ratio * ratio, axis=1))
+    quad = np.empty(mean.shape[0])
+    for i in range(0, mean.shape[0], _BLOCK):  # rows in blocks: no (M, D) temporaries
+        sl = slice(i, i + _BLOCK)
+        ratio = (np.abs(mean[sl]) + 3.0 * std[sl]) / std[sl]
+        quad[sl] = 0.5 * _EPS32 * np.sqrt(np.sum(ratio * ratio, axis=1))
     return np.asarray(quad + 0.5 * _EPS32 * (np.abs(const) + mean.shape[1]), np.float64)
+
+
+def _centred(
+    mean: NDArray[np.float64], centre: NDArray[np.float64], idx: NDArray[np.intp] | None
+) -> NDArray[np.float64]:
+    """``mean[idx] - centre`` (all rows when ``idx`` is None) with one copy, not two."""
+    out = mean.copy() if idx is None else mean[idx]
+    out -= centre
+    return out
 
 
 @final
@@ -105,14 +118,17 @@ class Mixture:
         self.backend = backend.name
         self._chunk = max(1, int(chunk))
         self._centre = mean.mean(axis=0) if m else np.zeros(d)
-        mc = mean - self._centre
         self._offset = 0.0
         parts: list[tuple[NDArray[np.intp], MixtureKernels]] = []
+        # each part's centred means are made just before its prepare and freed
+        # after it: peak memory is one copy of the means besides the backend's own
         if precision == "float32" and m:
             const = log_w - np.sum(np.log(std), axis=1) - 0.5 * d * LOG_2PI
             finite = np.isfinite(const)
             self._offset = float(const[finite].mean()) if finite.any() else 0.0
+            mc = _centred(mean, self._centre, None)
             bound = float32_error_bound(mc, std, np.where(finite, const - self._offset, 0.0))
+            del mc
             risky = bound > FLOAT32_TOL
             shifted = log_w - self._offset
             split: tuple[tuple[NDArray[np.bool_], Precision], ...] = (
@@ -120,14 +136,23 @@ class Mixture:
             )
             for mask, prec in split:
                 idx = np.flatnonzero(mask)
-                if idx.size:
+                if idx.size == m:
                     kern = backend.prepare(
-                        mc[idx], std[idx], shifted[idx], precision=prec, device=device
+                        _centred(mean, self._centre, None), std, shifted, precision=prec, device=device
+                    )
+                    parts.append((idx, kern))
+                elif idx.size:
+                    kern = backend.prepare(
+                        _centred(mean, self._centre, idx), std[idx], shifted[idx],
+                        precision=prec, device=device,
                     )
                     parts.append((idx, kern))
             self.n_float64 = int(risky.sum())
         else:
-            parts.append((np.arange(m), backend.prepare(mc, std, log_w, precision=precision, device=device)))
+            kern = backend.prepare(
+                _centred(mean, self._centre, None), std, log_w, precision=precision, device=device
+            )
+            parts.append((np.arange(m), kern))
             self.n_float64 = m if precision == "float64" else 0
         self._parts = parts
 
@@ -147,22 +172,24 @@ class Mixture:
 
     def log_density(self, z: NDArray[np.floating], advance: Advance | None = None) -> NDArray[np.float64]:
         """log q(z_s) at every row of ``z`` (S, D) -> (S,)."""
-        zc = np.asarray(z, np.float64) - self._centre
-        out = np.full(zc.shape[0], -np.inf)
-        for sl in self._chunks(zc.shape[0]):
+        z = np.asarray(z, np.float64)
+        out = np.full(z.shape[0], -np.inf)
+        for sl in self._chunks(z.shape[0]):
+            zc = z[sl] - self._centre  # centred chunk by chunk: no copy of all draws
             for _, kern in self._parts:
-                out[sl] = np.logaddexp(out[sl], kern.log_density(zc[sl]))
+                out[sl] = np.logaddexp(out[sl], kern.log_density(zc))
             if advance is not None:
                 advance(1)
         return out + self._offset
 
     def log_marginals(self, z: NDArray[np.floating], advance: Advance | None = None) -> NDArray[np.float64]:
         """log q_j(z_sj) at every row and dimension of ``z`` (S, D) -> (S, D)."""
-        zc = np.asarray(z, np.float64) - self._centre
-        out = np.full(zc.shape, -np.inf)
-        for sl in self._chunks(zc.shape[0]):
+        z = np.asarray(z, np.float64)
+        out = np.full(z.shape, -np.inf)
+        for sl in self._chunks(z.shape[0]):
+            zc = z[sl] - self._centre
             for _, kern in self._parts:
-                out[sl] = np.logaddexp(out[sl], kern.log_marginals(zc[sl]))
+                out[sl] = np.logaddexp(out[sl], kern.log_marginals(zc))
             if advance is not None:
                 advance(1)
         return out + self._offset
@@ -175,7 +202,7 @@ class Mixture:
         advance: Advance | None = None,
     ) -> NDArray[np.float64]:
         """R_m = sum over draws not owned by m of -log(1 - r_m(z_s)) -> (M,)."""
-        zc = np.asarray(z, np.float64) - self._centre
+        z = np.asarray(z, np.float64)
         own = np.asarray(owner, np.int64)
         lq = np.asarray(log_qz, np.float64) - self._offset
         out = np.zeros(self.n_components)
@@ -184,9 +211,10 @@ class Mixture:
             pos = np.full(self.n_components + 1, -1, np.int64)  # the last entry maps owner -1
             pos[idx] = np.arange(idx.size)
             local.append(pos[own])
-        for sl in self._chunks(zc.shape[0]):
+        for sl in self._chunks(z.shape[0]):
+            zc = z[sl] - self._centre
             for (idx, kern), own_local in zip(self._parts, local, strict=True):
-                out[idx] += kern.interaction(zc[sl], own_local[sl], lq[sl])
+                out[idx] += kern.interaction(zc, own_local[sl], lq[sl])
             if advance is not None:
                 advance(1)
         return out

@@ -20,6 +20,8 @@ from .._errors import DataError, ModelError
 
 __all__ = ["LOG_2PI", "POSTERIOR_PARAMS", "DiagonalGaussian", "posterior_from_params"]
 
+_ROWS = 16384  # rows per block of row-wise computations
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 #: What the second parameter of an encoder's ``(mean, second)`` output may be.
@@ -143,15 +145,23 @@ class DiagonalGaussian:
         if index is None:
             z = self.mean[:, None, :] + self.std[:, None, :] * eps
         else:
-            z = self.mean[index] + self.std[index] * eps
+            # rows in blocks: the same values as in one piece, without (M, D) temporaries
+            z = np.empty(np.shape(eps))
+            for i in range(0, index.shape[0], _ROWS):
+                ix = index[i : i + _ROWS]
+                z[i : i + _ROWS] = self.mean[ix] + self.std[ix] * eps[i : i + _ROWS]
         return z
 
     def log_prob_own(self, z: NDArray[np.float64], index: NDArray[np.intp]) -> NDArray[np.float64]:
         """log q(z_i | x_{index_i}) for each row i of ``z`` (direct form)."""
-        u = (z - self.mean[index]) / self.std[index]
-        log_q: NDArray[np.float64] = (
-            -0.5 * np.sum(u * u, axis=-1) - np.sum(np.log(self.std[index]), axis=-1) - 0.5 * self.n_latent * LOG_2PI
-        )
+        log_q: NDArray[np.float64] = np.empty(index.shape[0])
+        for i in range(0, index.shape[0], _ROWS):
+            ix, sl = index[i : i + _ROWS], slice(i, i + _ROWS)
+            u = (z[sl] - self.mean[ix]) / self.std[ix]
+            log_q[sl] = (
+                -0.5 * np.sum(u * u, axis=-1) - np.sum(np.log(self.std[ix]), axis=-1)
+                - 0.5 * self.n_latent * LOG_2PI
+            )
         return log_q
 
     def entropy(self) -> NDArray[np.float64]:

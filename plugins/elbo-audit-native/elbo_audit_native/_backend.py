@@ -30,6 +30,7 @@ _LOG2E: Final = 1.0 / math.log(2.0)
 _LOG_2PI: Final = math.log(2.0 * math.pi)
 _SCALE: Final = math.sqrt(0.5 * _LOG2E)
 _ALIGN: Final = 64  # bytes
+_PREP_BLOCK: Final = 16384  # components per block while preparing
 
 
 def default_threads() -> int:
@@ -95,30 +96,46 @@ class NativeMixture:
         mpad = -(-m // bw) * bw
         self._mpad = mpad
 
-        a = _SCALE / std
-        b = -mean * a
-        log_std = np.log(std)
-        c = _LOG2E * (log_weights - log_std.sum(axis=1) - 0.5 * d * _LOG_2PI)
-        cm = _LOG2E * (log_weights[:, None] - log_std - 0.5 * _LOG_2PI)  # (M, D)
+        # built in blocks of components, so that no (M, D) temporary is made
+        # besides the stored layouts (memory flat at N = 1e6); every entry is
+        # computed row by row exactly as in one piece
+        blocks = [slice(i, min(m, i + _PREP_BLOCK)) for i in range(0, m, _PREP_BLOCK)]
+        c = np.empty(m)
+        cm_sum, cm_count = np.zeros(d), np.zeros(d)
+        for sl in blocks:
+            log_std = np.log(std[sl])
+            c[sl] = _LOG2E * (log_weights[sl] - log_std.sum(axis=1) - 0.5 * d * _LOG_2PI)
+            cm = _LOG2E * (log_weights[sl, None] - log_std - 0.5 * _LOG_2PI)
+            finite = np.isfinite(cm)
+            cm_sum += np.where(finite, cm, 0.0).sum(axis=0)
+            cm_count += finite.sum(axis=0)
         self._offset = float(_finite_mean(c))
-        self._offsets = np.ascontiguousarray(_finite_mean(cm, axis=0), dtype=np.float64)
-
-        def layout(x: NDArray[np.float64], fill: float, dt: type[np.floating[Any]]) -> NDArray[Any]:
-            out = _aligned((x.shape[0], mpad) if x.ndim == 2 else (mpad,), dt, fill)
-            out[..., :m] = x
-            return out
-
-        self._a64 = layout(a.T, 0.0, np.float64)
-        self._b64 = layout(b.T, 0.0, np.float64)
-        self._c64 = layout(c - self._offset, -np.inf, np.float64)
+        self._offsets = np.ascontiguousarray(
+            np.where(cm_count > 0, cm_sum / np.maximum(cm_count, 1), 0.0), dtype=np.float64
+        )
+        self._c64 = _aligned((mpad,), np.float64, -np.inf)
+        self._c64[:m] = c - self._offset
+        self._a64 = _aligned((d, mpad), np.float64, 0.0)
+        self._b64 = _aligned((d, mpad), np.float64, 0.0)
+        self._cm = _aligned((d, mpad), dtype, -np.inf)
         if dtype is np.float32:
-            self._a = layout(a.T, 0.0, np.float32)
-            self._b = layout(b.T, 0.0, np.float32)
-            self._c = layout(c - self._offset, -np.inf, np.float32)
-            self._cm = layout((cm - self._offsets).T, -np.inf, np.float32)
+            self._a = _aligned((d, mpad), np.float32, 0.0)
+            self._b = _aligned((d, mpad), np.float32, 0.0)
+            self._c = _aligned((mpad,), np.float32, -np.inf)
+            self._c[:m] = self._c64[:m]
         else:
             self._a, self._b, self._c = self._a64, self._b64, self._c64
-            self._cm = layout((cm - self._offsets).T, -np.inf, np.float64)
+        for sl in blocks:
+            a = _SCALE / std[sl]
+            self._a64[:, sl] = a.T
+            self._b64[:, sl] = (-mean[sl] * a).T
+            log_std = np.log(std[sl])
+            self._cm[:, sl] = (
+                _LOG2E * (log_weights[sl, None] - log_std - 0.5 * _LOG_2PI) - self._offsets
+            ).T
+            if dtype is np.float32:
+                self._a[:, sl] = self._a64[:, sl]
+                self._b[:, sl] = self._b64[:, sl]
 
     @property
     def precision(self) -> Precision:
