@@ -97,55 +97,99 @@ def naive(z: np.ndarray, mean: np.ndarray, std: np.ndarray, block: int = 16) -> 
     return out
 
 
+# fp32 (non-tensor) peak of common GPUs in TFLOPS, from the vendors' data sheets;
+# one FMA is two flops. --peak-tflops overrides.
+GPU_FP32_TFLOPS = {
+    "H200": 67.0, "H100 SXM": 67.0, "H100 PCIe": 51.2, "H100": 67.0, "A100": 19.5,
+    "L40S": 91.6, "L4": 30.3, "A10": 31.2, "V100": 15.7, "T4": 8.1, "RTX 4090": 82.6,
+}
+
+
+def gpu_fma_peak(args: argparse.Namespace) -> tuple[str, float] | None:
+    """(device name, fp32 FMA/s) of the first CUDA device, or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name(0)
+    tflops = args.peak_tflops or next((v for k, v in GPU_FP32_TFLOPS.items() if k in name), 0.0)
+    return name, tflops * 1e12 / 2.0
+
+
+def _devices(r: Any, wanted: list[str]) -> list[str]:
+    own = [dv for dv in wanted if dv in r.devices or dv.split(":")[0] in r.devices]
+    return own or (["cpu"] if "cpu" in r.devices or not r.devices else [])
+
+
 def bench_size(n: int, d: int, args: argparse.Namespace, ref: ModuleType | None) -> list[list[str]]:
     mean, std, z = inputs(n, d)
     check = slice(0, min(n, args.check_s))
     truth = log_mixture_density(z[check], mean, std, form="direct")
     rows: list[tuple[str, float, float, float, str]] = []  # name, seconds, err, peak, how
     t_ref = float("nan")
-    if ref is not None:
+    if ref is not None and not args.no_reference:
         ref.log_q(z[:64], mean, std)  # build and warm
         t_ref, out, peak = timed(lambda: ref.log_q(z, mean, std, dtype=np.float32, threads=2), args.repeat)
         rows.append(("reference kernel float32", t_ref, float(np.max(np.abs(out[check] - truth))), peak, "measured"))
+    wanted = args.devices.split(",")
+    skip = set(args.skip.split(",")) if args.skip else set()
     for r in backend_table(PluginHost()):
-        if not r.available or r.backend is None:
+        if not r.available or r.backend is None or r.name in skip or r.name == "dask":
             continue
-        for prec in r.precision:
-            mix = Engine(r.backend, prec).mixture(mean, std)  # type: ignore[arg-type]
-            mix.log_density(z[:64])
-            t, out, peak = timed(lambda mix=mix: mix.log_density(z), args.repeat)
-            label = f"{r.name} {mix.precision_detail}"
-            rows.append((label, t, float(np.max(np.abs(out[check] - truth))), peak, "measured"))
-            if prec == "float32" and mix.n_float64:
+        for dev in _devices(r, wanted):
+            for prec in r.precision:
+                if r.name == "numpy" and n * n > args.numpy_max_pairs:
+                    continue
+                mix = Engine(r.backend, prec, dev).mixture(mean, std)  # type: ignore[arg-type]
+                mix.log_density(z[:64])
+                t, out, peak = timed(lambda mix=mix: mix.log_density(z), args.repeat)
+                label = f"{r.name} on {dev} {mix.precision_detail}"
+                rows.append((label, t, float(np.max(np.abs(out[check] - truth))), peak, "measured"))
+                if prec == "float32" and mix.n_float64:
                 # the bare float32 kernel, without the core's safety split (what a
                 # kernel alone reaches; its error is the float32 direct form's)
-                centre = mean.mean(axis=0)
-                kern = r.backend.prepare(mean - centre, std, precision="float32")
-                zc = z - centre
-                t, out, peak = timed(lambda kern=kern, zc=zc: kern.log_density(zc), args.repeat)
-                rows.append((f"{r.name} float32 kernel alone (no split)", t,
-                             float(np.max(np.abs(out[check] - truth))), peak, "measured"))
-    s_naive = min(n, args.naive_s)
-    t_nv, out, peak = timed(lambda: naive(z[:s_naive], mean, std), 1)
-    err = float(np.max(np.abs(out[: min(s_naive, check.stop)] - truth[: min(s_naive, check.stop)])))
-    rows.append(("naive broadcast (numpy + scipy)", t_nv * n / s_naive, err, peak,
-                 f"extrapolated from {s_naive} samples"))
+                    centre = mean.mean(axis=0)
+                    kern = r.backend.prepare(mean - centre, std, precision="float32", device=dev)
+                    zc = z - centre
+                    t, out, peak = timed(lambda kern=kern, zc=zc: kern.log_density(zc), args.repeat)
+                    rows.append((f"{r.name} on {dev} float32 kernel alone (no split)", t,
+                                 float(np.max(np.abs(out[check] - truth))), peak, "measured"))
+    if args.naive_s:
+        s_naive = min(n, args.naive_s)
+        t_nv, out, peak = timed(lambda: naive(z[:s_naive], mean, std), 1)
+        err = float(np.max(np.abs(out[: min(s_naive, check.stop)] - truth[: min(s_naive, check.stop)])))
+        rows.append(("naive broadcast (numpy + scipy)", t_nv * n / s_naive, err, peak,
+                     f"extrapolated from {s_naive} samples"))
+    gpu = gpu_fma_peak(args)
     table = []
     for name, t, err, peak, how in rows:
+        pairs = n * n / t
+        frac = "-"
+        if gpu is not None and gpu[1] > 0 and (" on cuda" in name or " on gpu" in name):
+            # the direct form costs 2 FMAs per latent dimension and pair
+            frac = f"{pairs * 2 * d / gpu[1]:.1%}"
         table.append([
-            f"{n}", f"{d}", name, f"{t:.3f}", f"{n * n / t / 1e9:.2f}",
-            f"{t / t_ref:.2f}" if not np.isnan(t_ref) else "-", f"{err:.1e}", f"{peak:.0f}", how,
+            f"{n}", f"{d}", name, f"{t:.3f}", f"{pairs / 1e9:.2f}",
+            f"{t / t_ref:.2f}" if not np.isnan(t_ref) else "-", f"{err:.1e}", f"{peak:.0f}", frac, how,
         ])
     return table
 
 
-def bench_audit(n: int, d: int, ref: ModuleType | None, repeat: int) -> str:
+def bench_audit(
+    n: int, d: int, ref: ModuleType | None, repeat: int, backend: str | None, device: str | None
+) -> str:
     mean, std, z = inputs(n, d, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
         enc = Path(tmp) / "enc.npz"
         np.savez(enc, mean=mean, std=std)
         out = Path(tmp) / "report.nc"
         argv = ["run", "--posteriors", str(enc), "--out", str(out), "--quiet", "--format", "json"]
+        if backend:
+            argv += ["--backend", backend]
+        if device:
+            argv += ["--device", device]
         devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
         saved, sys.stdout = sys.stdout, devnull
         try:
@@ -160,6 +204,8 @@ def bench_audit(n: int, d: int, ref: ModuleType | None, repeat: int) -> str:
     if ref is not None:
         t_ref, _, _ = timed(lambda: ref.log_q(z, mean, std, dtype=np.float32, threads=2), repeat)
         line += f" = {t_audit / t_ref:.1f} reference passes ({t_ref:.3f} s each, same run)"
+    if backend:
+        return line + f"; backend {backend}" + (f" on {device}" if device else "")
     default = next(r for r in backend_table(PluginHost()) if r.available)
     return line + f"; default backend {default.name}"
 
@@ -177,12 +223,24 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("ELBO_AUDIT_REFERENCE", DEFAULT_REFERENCE)),
         help="path of the reference kernel's reference.py (default ../shared/perf/reference.py)",
     )
+    ap.add_argument("--devices", default="cpu",
+                    help="devices to run each backend on where it can (e.g. cpu,cuda; default cpu)")
+    ap.add_argument("--skip", default="", help="backends not to run (comma-separated)")
+    ap.add_argument("--numpy-max-pairs", type=float, default=1e10,
+                    help="skip the numpy reference above this many pairs (default 1e10)")
+    ap.add_argument("--no-reference", action="store_true", help="do not run the reference kernel")
+    ap.add_argument("--peak-tflops", type=float, default=0.0,
+                    help="the GPU's fp32 peak in TFLOPS (default: from a table of data sheets)")
+    ap.add_argument("--audit-backend", default=None, help="backend of the whole-audit row (default: the default)")
+    ap.add_argument("--audit-device", default=None, help="device of the whole-audit row")
+    ap.add_argument("--dask-workers", default="",
+                    help="also time one pass on a Dask LocalCluster of each of these worker counts (e.g. 1,2)")
     args = ap.parse_args(argv)
     ref = load_reference(args.reference)
     if ref is None:
         print(f"(no reference kernel at {args.reference}: ratios omitted)", file=sys.stderr)
     head = ["N = S", "D", "implementation", "seconds", "G pairs/s", "vs reference",
-            "max err (nats)", "peak traced MiB", "how"]
+            "max err (nats)", "peak traced MiB", "of fp32 FMA peak", "how"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for n in (int(x) for x in args.sizes.split(",")):
@@ -191,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("| " + " | ".join(row) + " |", flush=True)
     if args.audit_n:
         print()
-        print(bench_audit(args.audit_n, 20, ref, args.repeat))
+        print(bench_audit(args.audit_n, 20, ref, args.repeat, args.audit_backend, args.audit_device))
     print(f"\nload average {os.getloadavg()[0]:.2f}; numpy reference workers: "
           f"{os.environ.get('ELBO_AUDIT_NUM_THREADS', 'all cores')}; errors are against the numpy "
           f"float64 direct form on the first {args.check_s} samples")
