@@ -210,6 +210,38 @@ def bench_audit(
     return line + f"; default backend {default.name}"
 
 
+def bench_dask(n: int, d: int, counts: list[int], inner: str, repeat: int) -> list[str]:
+    """One pass on a Dask LocalCluster of each worker count (1 thread per worker)."""
+    from elbo_audit_dask import DaskBackend, close_all
+
+    mean, std, z = inputs(n, d)
+    lines = []
+    base = None
+    for w in counts:
+        os.environ["ELBO_AUDIT_DASK_WORKERS"] = str(w)
+        os.environ["ELBO_AUDIT_NUM_THREADS"] = "1"  # one kernel thread per worker process
+        backend = DaskBackend(inner=inner)
+        t0 = time.perf_counter()
+        backend.connect(None)
+        t_start = time.perf_counter() - t0
+        prec = "float32" if inner == "native" else "float64"
+        mix = Engine(backend, prec).mixture(mean, std)  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        mix.log_density(z)
+        cold = time.perf_counter() - t0
+        warm, _, _ = timed(lambda mix=mix: mix.log_density(z), repeat)
+        base = base or warm
+        lines.append(
+            f"dask LocalCluster, {w} worker(s) x 1 thread, inner {inner} {mix.precision_detail}, "
+            f"N = S = {n}, D = {d}: start {t_start:.1f} s, first pass {cold:.2f} s, "
+            f"next {warm:.2f} s ({n * n / warm / 1e9:.2f} G pairs/s, speed-up {base / warm:.2f}x)"
+        )
+        close_all()
+    os.environ.pop("ELBO_AUDIT_DASK_WORKERS", None)
+    os.environ.pop("ELBO_AUDIT_NUM_THREADS", None)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10000,50000", help="N = S values (comma-separated)")
@@ -235,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audit-device", default=None, help="device of the whole-audit row")
     ap.add_argument("--dask-workers", default="",
                     help="also time one pass on a Dask LocalCluster of each of these worker counts (e.g. 1,2)")
+    ap.add_argument("--dask-inner", default="native", help="backend on the Dask workers (default native)")
+    ap.add_argument("--dask-n", type=int, default=50000, help="N = S of the Dask rows (default 50000)")
     args = ap.parse_args(argv)
     ref = load_reference(args.reference)
     if ref is None:
@@ -247,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         for d in (int(x) for x in args.dims.split(",")):
             for row in bench_size(n, d, args, ref):
                 print("| " + " | ".join(row) + " |", flush=True)
+    if args.dask_workers:
+        print()
+        for line in bench_dask(args.dask_n, 20, [int(x) for x in args.dask_workers.split(",")],
+                               args.dask_inner, args.repeat):
+            print(line, flush=True)
     if args.audit_n:
         print()
         print(bench_audit(args.audit_n, 20, ref, args.repeat, args.audit_backend, args.audit_device))
