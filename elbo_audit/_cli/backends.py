@@ -90,7 +90,15 @@ def resolve_engine(
     Defaults: the fastest available backend (a cluster backend when a
     scheduler is named), in its own precision, on its own default device.
     """
-    rows = backend_table(host)
+    if name is not None:  # only the named backend is built and probed (a GPU
+        # framework's probe can take seconds and reserve device memory)
+        registered = host.backends()
+        if name not in registered:
+            known = ", ".join(sorted(registered))
+            raise UsageError(f"--backend {name}: unknown backend (registered: {known})")
+        rows = [_status(*registered[name])]
+    else:
+        rows = backend_table(host)
     if name is None:
         usable = [r for r in rows if r.available and (scheduler is None or _clustered(r))]
         if device is not None:  # the fastest that runs on the named device first
@@ -104,11 +112,7 @@ def resolve_engine(
             raise PluginError("no compute backend is available")  # pragma: no cover
         row = usable[0]
     else:
-        found = {r.name: r for r in rows}
-        if name not in found:
-            known = ", ".join(r.name for r in rows)
-            raise UsageError(f"--backend {name}: unknown backend (registered: {known})")
-        row = found[name]
+        row = rows[0]
         if not row.available:
             raise UsageError(f"--backend {name}: not available here: {row.reason}")
     if precision is not None and precision not in PRECISIONS:

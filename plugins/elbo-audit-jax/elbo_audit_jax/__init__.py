@@ -5,16 +5,21 @@ A factory (``module:function`` or ``file.py:function``) returns a
 ``decode_fn(params, z)`` with their parameter pytree. A weights file
 (``.safetensors`` or ``.npz``) replaces the pytree's leaves by dotted key path.
 
-Importing this package does not import jax; the adapter does when it is used.
+It also registers the ``jax`` compute backend (:class:`elbo_audit_jax._backend.JaxBackend`):
+the pairwise-pass kernels as jitted XLA programs on a CPU or GPU.
+
+Importing this package does not import jax; the adapter and the backend do when they are used.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from elbo_audit import AdapterInfo, AuditModel, ModelRef, hookimpl
+from elbo_audit import AdapterInfo, AuditModel, BackendInfo, ModelRef, hookimpl
+from elbo_audit._kernels.protocol import ComputeBackend
 
 from ._spec import (
     LIKELIHOODS,
@@ -38,6 +43,7 @@ __all__ = [
     "__version__",
     "claims",
     "elbo_audit_adapters",
+    "elbo_audit_backends",
     "flatten_params",
     "load_params",
     "save_params",
@@ -75,7 +81,7 @@ def save_params(params: Any, path: str | Path) -> None:
 
         save_file(flat, str(path))
     elif path.suffix.lower() == ".npz":
-        np.savez(path, **flat)
+        np.savez(path, **flat)  # type: ignore[arg-type]  # numpy's stub reads **flat as allow_pickle
     else:
         raise ValueError(f"{path}: save as .safetensors or .npz")
 
@@ -96,5 +102,28 @@ def elbo_audit_adapters() -> Sequence[AdapterInfo]:
             description="JAX VAEs as pure functions of a params pytree (JaxVAE)",
             claims=claims,
             wrap=wrap,
+        ),
+    )
+
+
+def _backend_factory() -> ComputeBackend:
+    # probing the backend starts jax's GPU client where there is one, which by
+    # default reserves 75 % of the GPU's memory (under a torch model, say):
+    # allocate on demand instead, unless the user chose otherwise
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    from ._backend import JaxBackend  # imports jax: only when the backend is asked for
+
+    return JaxBackend()
+
+
+@hookimpl
+def elbo_audit_backends() -> Sequence[BackendInfo]:
+    return (
+        BackendInfo(
+            name="jax",
+            description="jax (XLA) kernels on the CPU or a GPU (float32 or float64)",
+            factory=_backend_factory,
+            precisions=("float32", "float64"),
+            speed_rank=4,
         ),
     )
