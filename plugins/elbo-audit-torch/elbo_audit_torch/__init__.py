@@ -1,4 +1,4 @@
-"""elbo-audit-torch: the PyTorch adapter of elbo-audit.
+"""elbo-audit-torch: the PyTorch adapter and the ``torch`` compute backend of elbo-audit.
 
 A factory (``module:function`` or ``file.py:function``) returns one of
 
@@ -9,7 +9,12 @@ A factory (``module:function`` or ``file.py:function``) returns one of
   :class:`TorchVAE`;
 * a :class:`TorchVAE` spec.
 
-Importing this package does not import torch; the adapter does when it is used.
+It also registers the ``torch`` compute backend (:mod:`elbo_audit_torch._backend`):
+the kernels of the pairwise pass on the CPU or a CUDA GPU, in float32 or float64.
+
+Importing this package does not import torch; the adapter does when it is used, and
+the backend when it prepares a mixture (or, on a machine that may have CUDA, when
+asked for its devices).
 """
 
 from __future__ import annotations
@@ -19,7 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from elbo_audit import AdapterInfo, AuditModel, ModelRef, hookimpl
+from elbo_audit import (
+    AdapterInfo,
+    AuditModel,
+    BackendInfo,
+    ComputeBackend,
+    ModelRef,
+    hookimpl,
+)
 
 from ._spec import LIKELIHOODS, POSTERIOR_PARAMS, TorchPrior, TorchVAE, VampPrior
 from ._version import __version__
@@ -33,6 +45,7 @@ __all__ = [
     "__version__",
     "claims",
     "elbo_audit_adapters",
+    "elbo_audit_backends",
     "wrap",
 ]
 
@@ -71,5 +84,25 @@ def elbo_audit_adapters() -> Sequence[AdapterInfo]:
             wrap=wrap,
             file_suffixes=(".pt", ".pth"),
             load_file=_load_file,
+        ),
+    )
+
+
+def _torch_backend() -> ComputeBackend:
+    from ._backend import TorchBackend
+
+    return TorchBackend()
+
+
+@hookimpl
+def elbo_audit_backends() -> Sequence[BackendInfo]:
+    """Register the ``torch`` compute backend (its rank is 30 where CUDA is available)."""
+    return (
+        BackendInfo(
+            name="torch",
+            description="PyTorch kernels on the CPU or a CUDA GPU (float32 or float64)",
+            factory=_torch_backend,
+            precisions=("float32", "float64"),
+            speed_rank=5,
         ),
     )

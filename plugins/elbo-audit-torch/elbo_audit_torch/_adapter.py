@@ -301,7 +301,7 @@ class TorchDecoder:
 
     def _check_support(self, dist: td.Distribution, xr: torch.Tensor, first_row: int, k: int) -> None:
         try:
-            ok = dist.support.check(xr)
+            ok = dist.support.check(xr)  # type: ignore[union-attr]  # None: AttributeError
         except (NotImplementedError, RuntimeError, AttributeError, TypeError):
             return
         if not isinstance(ok, torch.Tensor) or bool(ok.all()):
@@ -368,7 +368,7 @@ def _univariate_base(dist: td.Distribution) -> td.Distribution | None:
     if isinstance(dist, td.Independent) and dist.reinterpreted_batch_ndims == 1:
         base = dist.base_dist
         if tuple(base.event_shape) == () and len(base.batch_shape) == 1:
-            return base
+            return base  # type: ignore[no-any-return]
         return None
     if tuple(dist.event_shape) == () and len(dist.batch_shape) == 1:
         return dist

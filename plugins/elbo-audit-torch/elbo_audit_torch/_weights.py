@@ -50,7 +50,7 @@ def torch_load(path: Path, allow_unsafe: bool) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         bad_op = re.search(r"Unsupported operand (\d+)", str(exc))
-        if bad_op and chr(int(bad_op.group(1))) not in pickletools.code2op:
+        if bad_op and chr(int(bad_op.group(1))) not in pickletools.code2op:  # type: ignore[attr-defined]
             raise ModelError(
                 f"cannot read {path} as a PyTorch file: it is neither a torch zip archive nor a "
                 f"pickle (invalid pickle opcode {int(bad_op.group(1))})"
@@ -115,7 +115,7 @@ def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
             if isinstance(inner, torch.nn.Module):
                 return dict(inner.state_dict())
             if _is_tensor_dict(inner):
-                return dict(inner)
+                return dict(inner)  # type: ignore[arg-type]  # a tensor dict, checked
         # a mapping with some non-tensor values: keep the tensors if that is all there is
         tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
         if tensors and len(tensors) == len(obj):

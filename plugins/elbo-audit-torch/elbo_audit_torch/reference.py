@@ -44,7 +44,7 @@ PARAMETER_SHAPES = reference_parameter_shapes
 def _activation(name: str) -> nn.Module:
     if name not in _ACTIVATIONS:
         raise ValueError(f"activation {name!r}: expected one of {', '.join(_ACTIVATIONS)}")
-    return _ACTIVATIONS[name]()
+    return _ACTIVATIONS[name]()  # type: ignore[no-any-return]
 
 
 class MLPEncoder(nn.Module):
@@ -72,7 +72,7 @@ class MLPDecoder(nn.Module):
         self.logits = nn.Linear(hidden, x_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.act(self.hidden(z)))
+        return self.logits(self.act(self.hidden(z)))  # type: ignore[no-any-return]
 
 
 class MLPVAE(nn.Module):
@@ -123,6 +123,6 @@ def mlp_vae(
         model = MLPVAE(int(x_dim), int(hidden), int(latent), activation)
     else:
         with gen:
-            torch.manual_seed(int(seed))
+            torch.manual_seed(int(seed))  # type: ignore[arg-type]  # not None here
             model = MLPVAE(int(x_dim), int(hidden), int(latent), activation)
     return model.to(getattr(torch, dtype))
