@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from .._errors import AuditError, UsageError
 from .._estimation.bootstrap import CI_METHODS
@@ -21,6 +23,7 @@ from .._report.compare import compare_reports, format_comparison
 from .._report.plot import plot_report
 from .._report.schema import open_report, validate_report
 from .._report.summary import format_summary
+from .._version import __version__
 from .backends import backend_table
 from .plugins import PluginHost
 from .progress import enabled
@@ -34,6 +37,22 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+class _Once(argparse.Action):
+    """An option that may be given once: a repeat is refused, not silently dropped."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+        values: object, option_string: str | None = None,
+    ) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            hint = (
+                "; audit several models from a config file with one [[models]] table each"
+                if self.dest in ("model", "weights", "name") else ""
+            )
+            raise UsageError(f"{option_string} given more than once (only the last would count){hint}")
+        setattr(namespace, self.dest, values)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress or log output on stderr")
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -45,23 +64,24 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="elbo-audit", description="Where does your VAE's ELBO go? Exact ELBO-surgery audits.")
+    parser.add_argument("--version", action="version", version=f"elbo-audit {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     run = sub.add_parser("run", help="audit one or more models and write a report")
     run.add_argument("config", nargs="?", help="TOML config file (optional)")
     src = run.add_argument_group("what to audit")
-    src.add_argument("--posteriors", metavar="ENC.npz", help="saved encodings: mean, log_std or std, [reconstruction]")
-    src.add_argument("--model", metavar="FACTORY", help="module:function or file.py:function building the model")
+    src.add_argument("--posteriors", action=_Once, metavar="ENC.npz", help="saved encodings: mean, log_std or std, [reconstruction]")
+    src.add_argument("--model", action=_Once, metavar="FACTORY", help="module:function or file.py:function building the model")
     src.add_argument(
         "--model-option", action="append", default=[], metavar="KEY=VALUE",
         help="keyword argument for the factory, VALUE parsed as JSON (repeatable), e.g. latent=20",
     )
-    src.add_argument("--weights", metavar="FILE", help="weights or model file (untrusted: safe formats only)")
+    src.add_argument("--weights", action=_Once, metavar="FILE", help="weights or model file (untrusted: safe formats only)")
     src.add_argument("--adapter", help="adapter plugin to use (default: the one that claims the model)")
-    src.add_argument("--data", metavar="DATA", help="a built-in dataset name (e.g. digits) or FILE.npz[:key] / .npy / IDX(.gz)")
+    src.add_argument("--data", action=_Once, metavar="DATA", help="a built-in dataset name (e.g. digits) or FILE.npz[:key] / .npy / IDX(.gz)")
     src.add_argument("--binarize", type=float, metavar="T", help="binarize data as x > T: grey levels in [0, 1], uint8 divided by 255 (other ranges are refused)")
     src.add_argument("--limit", type=int, metavar="N", help="audit only the first N data points")
-    src.add_argument("--name", help="the model's name in the report")
+    src.add_argument("--name", action=_Once, help="the model's name in the report")
     src.add_argument("--allow-unsafe", action="store_true", help="allow pickle-based model files (recorded in the report)")
     src.add_argument(
         "--prior", action="append", default=[], metavar="[LABEL=]FAMILY[,K=V...]",
@@ -211,10 +231,62 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_from_args(args, _blocked(args.plugin_opts), " ".join(shlex.quote(a) for a in sys.argv))
 
 
+class _QuietPipe:
+    """stdout that falls silent when its reader goes away (``elbo-audit show R | head``).
+
+    The first BrokenPipeError points file descriptor 1 at /dev/null, so the
+    command still finishes (a report is still written, gates still decide the
+    exit code) and the interpreter's final flush raises nothing.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def _silence(self) -> None:
+        self.broken = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        except (AttributeError, OSError, ValueError):
+            pass
+        finally:
+            os.close(devnull)
+
+    def write(self, text: str) -> int:
+        if self.broken:
+            return len(text)
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._silence()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``elbo-audit``; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    saved = sys.stdout
+    sys.stdout = _QuietPipe(saved)
+    try:
+        return _main(argv, debug)
+    finally:
+        sys.stdout.flush()
+        sys.stdout = saved
+
+
+def _main(argv: list[str], debug: bool) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -28,7 +28,7 @@ from .._model.families import DiagonalGaussian
 from .._model.priors import StandardNormal
 from .._model.protocols import Prior
 from .._report.build import build_report, write_report
-from .._report.gates import Baseline, evaluate_gates, gates_dataset, parse_gate
+from .._report.gates import Baseline, Gate, evaluate_gates, gates_dataset, parse_gate
 from .._report.schema import open_report
 from .._report.summary import format_summary
 from ..hookspecs import Dataset, ModelRef
@@ -230,6 +230,19 @@ def _check_prior(prior: Any, label: str, n_latent: int) -> Prior:
     return prior
 
 
+def _check_gate_targets(gates: list[Gate], models: list[str], priors: list[str]) -> None:
+    """Refuse, before any work, a gate on a model or prior this run does not audit."""
+    for g in gates:
+        if g.model is not None and g.model not in models:
+            raise UsageError(
+                f"--gate {g.expr!r}: no model {g.model!r} in this run (models: {', '.join(models) or 'none'})"
+            )
+        if g.prior not in priors:
+            raise UsageError(
+                f"--gate {g.expr!r}: no prior {g.prior!r} in this run (priors: {', '.join(priors)})"
+            )
+
+
 def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) -> int:
     """Run one audit as the command line (and config) asked; returns the exit code."""
     cfg = merge_args(args)
@@ -240,6 +253,11 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
     extra: dict[str, Any] = {"config": cfg.source}
     host = PluginHost(blocked=blocked)
     makers = _prior_makers(cfg, host, cfg.seed)
+    if cfg.posteriors:
+        names = [args.name or Path(cfg.posteriors).stem]
+    else:
+        names = [m.name for m in cfg.models]
+    _check_gate_targets(gates, names, ["native", *makers])
     engine = resolve_engine(host, cfg.backend, cfg.precision, cfg.device, cfg.scheduler)
     reporter = progress.REPORTER
 
