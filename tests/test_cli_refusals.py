@@ -77,3 +77,17 @@ def test_a_repeated_single_value_option_is_refused(
     assert code == 2
     assert f"{repeated} given more than once" in err and len(err.strip().splitlines()) == 1
     assert no_audit == []
+
+
+def test_a_target_se_out_of_budget_is_said_on_stderr_even_when_quiet(
+    tmp_path: Path, enc: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["run", "--posteriors", str(enc), "--out", str(tmp_path / "r.nc"), "--quiet",
+            "--bootstrap", "0", "--max-samples-per-point", "2"]
+    assert main([*base, "--target-se", "1e-9"]) == 0
+    err = capsys.readouterr().err
+    assert "--target-se 1e-09 not reached" in err and "stopped by max_samples_per_point" in err
+    assert len(err.strip().splitlines()) == 1
+    # a target the first sweep meets says nothing
+    assert main([*base, "--target-se", "1e3"]) == 0
+    assert capsys.readouterr().err == ""

@@ -230,6 +230,25 @@ def _check_prior(prior: Any, label: str, n_latent: int) -> Prior:
     return prior
 
 
+def _warn_unmet_targets(audits: list[ModelAudit]) -> None:
+    """One line on stderr per model whose --target-se ran out of its budget (even with --quiet)."""
+    for a in audits:
+        seen: set[int] = set()
+        for pa in a.by_prior.values():
+            ad = pa.adaptive
+            if ad is None or ad.reached or id(ad) in seen:
+                continue
+            seen.add(id(ad))
+            ses = [se for terms in ad.achieved_se.values() for se in terms.values() if np.isfinite(se)]
+            worst = f"largest se {max(ses):.3g}, " if ses else ""
+            print(
+                f"elbo-audit: warning: model {a.model!r}: --target-se {ad.target_se:g} not reached "
+                f"({worst}{ad.samples_per_point} draws per point, stopped by {ad.stopped_by}); "
+                "the report records it (adaptive attribute reached = 0)",
+                file=sys.stderr,
+            )
+
+
 def _check_gate_targets(gates: list[Gate], models: list[str], priors: list[str]) -> None:
     """Refuse, before any work, a gate on a model or prior this run does not audit."""
     for g in gates:
@@ -325,6 +344,7 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
             families[(entry.name, "native")] = model.prior.name
         dataset = data.attrs
         extra["allow_unsafe"] = int(any(m.allow_unsafe for m in cfg.models))
+    _warn_unmet_targets(audits)
     intervals = bootstrap_audits(audits, settings, prior_families=families)
     tree = build_report(
         audits,
