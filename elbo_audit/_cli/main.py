@@ -20,6 +20,7 @@ from typing import TextIO
 from .._errors import AuditError, UsageError
 from .._estimation.bootstrap import CI_METHODS
 from .._report.compare import compare_reports, format_comparison
+from .._report.gates import format_gates, read_gates
 from .._report.plot import plot_report
 from .._report.schema import open_report, validate_report
 from .._report.summary import format_summary
@@ -200,8 +201,16 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     ds = open_report(args.report)
-    print(format_summary(ds, args.format), end="" if args.format != "json" else "\n")
+    text = format_summary(ds, args.format)
     ds.close()
+    gates = read_gates(args.report)
+    if args.format == "json":
+        doc = json.loads(text)
+        doc["gates"] = gates
+        print(json.dumps(doc, indent=2))
+    else:
+        print(text, end="")
+        print(format_gates(gates, args.format), end="")
     if args.plot:
         plot_report(args.report, args.plot)
         if not args.quiet:

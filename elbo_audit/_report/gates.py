@@ -28,7 +28,10 @@ import xarray as xr
 from .._errors import UsageError
 from .._model.terms import TERMS
 
-__all__ = ["Baseline", "Gate", "GateResult", "evaluate_gates", "gates_dataset", "parse_gate"]
+__all__ = [
+    "Baseline", "Gate", "GateResult", "evaluate_gates", "format_gates", "gates_dataset", "parse_gate",
+    "read_gates",
+]
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 _GATE = re.compile(
@@ -155,11 +158,50 @@ def gates_dataset(results: list[GateResult]) -> xr.Dataset:
     return xr.Dataset(
         {
             "expression": (("gate",), np.array([r.gate.expr for r in results], dtype=object)),
-            "model": (("gate",), np.array([r.model for r in results], dtype=object)),
-            "prior": (("gate",), np.array([r.gate.prior for r in results], dtype=object)),
+            # not "model"/"prior": a DataTree child inherits the root's model and
+            # prior coordinates, which would shadow variables of those names
+            "gate_model": (("gate",), np.array([r.model for r in results], dtype=object)),
+            "gate_prior": (("gate",), np.array([r.gate.prior for r in results], dtype=object)),
             "observed": (("gate",), np.array([r.observed for r in results], dtype=float), {"units": "nat"}),
             "threshold": (("gate",), np.array([r.gate.threshold for r in results], dtype=float), {"units": "nat"}),
             "passed": (("gate",), np.array([int(r.passed) for r in results], dtype=np.int8)),
         },
         coords={"gate": np.arange(n)},
     )
+
+
+def read_gates(path: str) -> list[dict[str, object]]:
+    """The gates stored in a report's ``/gates`` group (empty when it has none)."""
+    try:
+        ds = xr.open_dataset(path, group="gates", engine="netcdf4")
+    except OSError:
+        return []  # no such group: the run had no gates
+    with ds:
+        return [
+            {
+                "expression": str(ds["expression"].values[i]),
+                "model": str(ds["gate_model"].values[i]),
+                "prior": str(ds["gate_prior"].values[i]),
+                "observed": float(ds["observed"].values[i]),
+                "threshold": float(ds["threshold"].values[i]),
+                "passed": bool(ds["passed"].values[i]),
+            }
+            for i in range(ds.sizes.get("gate", 0))
+        ]
+
+
+def format_gates(gates: list[dict[str, object]], fmt: str) -> str:
+    """The gates and their status as text or markdown lines (empty when none)."""
+    if not gates:
+        return ""
+    lines = []
+    if fmt == "markdown":
+        lines += ["", "| gate | model@prior | observed | status |", "|---|---|---|---|"]
+    for g in gates:
+        word = "PASS" if g["passed"] else "FAIL"
+        where = f"{g['model']}@{g['prior']}"
+        if fmt == "markdown":
+            lines.append(f"| `{g['expression']}` | {where} | {g['observed']:.4g} | {word} |")
+        else:
+            lines.append(f"{word} {where}: {g['expression']} (observed {g['observed']:.4g})")
+    return "\n".join(lines) + "\n"
