@@ -57,3 +57,16 @@ def test_show_without_gates_prints_no_gate_lines(tmp_path: Path, capsys: pytest.
     capsys.readouterr()
     assert main(["show", str(tmp_path / "r.nc"), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["gates"] == []
+
+
+def test_check_re_evaluates_the_stored_gates(report: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(report)]) == 1  # the stored marginal_kl < 0 gate fails again
+    out = capsys.readouterr().out
+    assert "valid elbo-audit report" in out
+    assert "PASS enc@agg: avg_kl" in out and "FAIL enc@native: marginal_kl" in out
+    # gates named on the command line replace the stored ones
+    assert main(["check", str(report), "--gate", "enc:avg_kl > 0"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS enc@native: avg_kl" in out and "FAIL" not in out
+    # a gate on a prior the report does not hold is a usage error
+    assert main(["check", str(report), "--gate", "enc@mog:avg_kl > 0"]) == 2

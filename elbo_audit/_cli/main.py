@@ -20,7 +20,7 @@ from typing import TextIO
 from .._errors import AuditError, UsageError
 from .._estimation.bootstrap import CI_METHODS
 from .._report.compare import compare_reports, format_comparison
-from .._report.gates import format_gates, read_gates
+from .._report.gates import evaluate_gates, format_gates, parse_gate, read_gates
 from .._report.plot import plot_report
 from .._report.schema import open_report, validate_report
 from .._report.summary import format_summary
@@ -28,7 +28,7 @@ from .._version import __version__
 from .backends import backend_table
 from .plugins import PluginHost
 from .progress import enabled
-from .run import run_from_args
+from .run import load_baseline, run_from_args
 
 __all__ = ["build_parser", "main"]
 
@@ -144,8 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--confidence", type=float, default=0.95, metavar="LEVEL")
     _common(compare)
 
-    check = sub.add_parser("check", help="validate a report's schema")
+    check = sub.add_parser("check", help="validate a report's schema and re-evaluate its gates")
     check.add_argument("report")
+    check.add_argument(
+        "--gate", action="append", default=[], metavar="EXPR",
+        help="judge these gates instead of the ones stored in the report (repeatable)",
+    )
+    check.add_argument("--baseline", metavar="OLD.nc", help="a previous report for delta gates")
     _common(check)
 
     plugins = sub.add_parser("plugins", help="list installed plugins")
@@ -226,7 +231,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.report}: {len(problems)} schema problem(s); first: {problems[0]}")
     open_report(args.report).close()
     print(f"{args.report}: valid elbo-audit report")
-    return 0
+    exprs = list(args.gate) or [str(g["expression"]) for g in read_gates(args.report)]
+    if not exprs:
+        return 0
+    gates = [parse_gate(e) for e in exprs]
+    own = load_baseline(args.report)
+    base = load_baseline(args.baseline) if args.baseline else None
+    judged = [g for g in gates if base is not None or not g.bound.startswith("delta")]
+    for g in gates:
+        if g not in judged:
+            print(f"SKIP {g.expr} (a delta gate: give --baseline OLD.nc to judge it)")
+    results = evaluate_gates(own.root, judged, replicates=own.replicates, baseline=base)
+    for r in results:
+        print(r.verdict())
+    return 0 if all(r.passed for r in results) else 1
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

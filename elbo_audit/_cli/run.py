@@ -39,7 +39,7 @@ from .io import array_sha256, binarize_grey_levels, load_array_file, load_poster
 from .models import load_model
 from .plugins import PluginHost
 
-__all__ = ["load_dataset", "merge_args", "run_from_args"]
+__all__ = ["load_baseline", "load_dataset", "merge_args", "run_from_args"]
 
 _OVERRIDES = {
     "seed": "seed", "samples_per_point": "samples_per_point",
@@ -356,7 +356,7 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         history=command,
         extra_attrs=extra,
     )
-    baseline = _baseline(args.baseline) if getattr(args, "baseline", None) else None
+    baseline = load_baseline(args.baseline) if getattr(args, "baseline", None) else None
     results = (
         evaluate_gates(tree.to_dataset(), gates, replicates=tree["replicates"].to_dataset(), baseline=baseline)
         if gates
@@ -386,7 +386,8 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
     return 0
 
 
-def _baseline(path: str) -> Baseline:
+def load_baseline(path: str) -> Baseline:
+    """A report's root group and replicates (for delta gates, and for ``check``)."""
     root = open_report(path)
     root.load()
     root.close()
