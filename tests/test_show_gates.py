@@ -70,3 +70,27 @@ def test_check_re_evaluates_the_stored_gates(report: Path, capsys: pytest.Captur
     assert "PASS enc@native: avg_kl" in out and "FAIL" not in out
     # a gate on a prior the report does not hold is a usage error
     assert main(["check", str(report), "--gate", "enc@mog:avg_kl > 0"]) == 2
+
+
+@pytest.mark.parametrize("command", ["show", "compare"])
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (lambda ds: ds.drop_vars(["avg_kl"]), "variable 'avg_kl' missing"),
+        (lambda ds: ds.drop_dims(["prior"]), "dimension 'prior' missing"),
+    ],
+)
+def test_show_and_compare_of_a_malformed_report_name_what_is_missing(
+    report: Path, tmp_path: Path, command: str, damage: object, named: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with xr.open_dataset(report) as ds:
+        bad = damage(ds.load())  # type: ignore[operator]
+    path = tmp_path / "bad.nc"
+    bad.to_netcdf(path)
+    capsys.readouterr()
+    args = [command, str(path)] + ([str(report)] if command == "compare" else [])
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert named in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert captured.out == ""

@@ -22,7 +22,7 @@ from .._estimation.bootstrap import CI_METHODS
 from .._report.compare import compare_reports, format_comparison
 from .._report.gates import evaluate_gates, format_gates, parse_gate, read_gates
 from .._report.plot import plot_report
-from .._report.schema import open_report, validate_report
+from .._report.schema import open_report, require_valid, validate_report
 from .._report.summary import format_summary
 from .._version import __version__
 from .backends import backend_table
@@ -205,6 +205,7 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    require_valid(args.report)
     ds = open_report(args.report)
     text = format_summary(ds, args.format)
     ds.close()
@@ -248,6 +249,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    for report in args.reports:
+        require_valid(report)
     doc = compare_reports(args.reports, args.confidence)
     text = format_comparison(doc, args.format)
     print(text, end="" if text.endswith("\n") else "\n")

@@ -10,7 +10,7 @@ from .._errors import DataError
 from .._model.terms import TERMS
 from .build import CONVENTIONS
 
-__all__ = ["REQUIRED_ATTRS", "open_report", "validate_report"]
+__all__ = ["REQUIRED_ATTRS", "open_report", "require_valid", "validate_report"]
 
 REQUIRED_ATTRS = (
     "Conventions", "schema_version", "title", "history", "created_at", "creation_library",
@@ -32,6 +32,16 @@ def open_report(path: str | Path) -> xr.Dataset:
         ds.close()
         raise DataError(f"{path}: not an elbo-audit report (Conventions is {ds.attrs.get('Conventions')!r})")
     return ds
+
+
+def require_valid(path: str | Path) -> None:
+    """Raise one DataError naming the first schema problem of the report at ``path``."""
+    problems = validate_report(path)
+    if problems:
+        raise DataError(
+            f"{path}: not a complete elbo-audit report: {problems[0]} ({len(problems)} problem(s); "
+            f"elbo-audit check {path} lists them)"
+        )
 
 
 def validate_report(path: str | Path) -> list[str]:
