@@ -55,6 +55,11 @@ import numpy as np
 from jax import lax
 from numpy.typing import NDArray
 
+from elbo_audit._kernels.checks import (
+    checked_components,
+    checked_draws,
+    checked_interaction_inputs,
+)
 from elbo_audit._kernels.protocol import PRECISIONS, Precision
 
 __all__ = ["JaxBackend", "JaxMixture", "trace_counts"]
@@ -241,10 +246,7 @@ class JaxMixture:
         return self._precision
 
     def _draws(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
-        z = np.asarray(z, dtype=np.float64)
-        if z.ndim != 2 or z.shape[1] != self.n_latent or not np.isfinite(z).all():
-            raise ValueError(f"z must be finite with shape (S, {self.n_latent}), got {z.shape}")
-        return z - self._centre
+        return checked_draws(z, self.n_latent) - self._centre
 
     def _pieces(self, s: int) -> Iterator[tuple[slice, int]]:
         for i in range(0, s, _CHUNK):
@@ -289,12 +291,7 @@ class JaxMixture:
         """Column sums R_m of -log(1 - r_m(z_s)) over draws not owned by m -> (M,)."""
         z = self._draws(z)
         s = z.shape[0]
-        own = np.asarray(owner, dtype=np.int64)
-        lq = np.asarray(log_qz, dtype=np.float64)
-        if own.shape != (s,) or lq.shape != (s,) or np.isnan(lq).any():
-            raise ValueError(f"owner and log_qz must have shape ({s},) and no NaN")
-        if s and (own.min() < -1 or own.max() >= self.n_components):
-            raise ValueError(f"owner entries must lie in [-1, {self.n_components})")
+        own, lq = checked_interaction_inputs(owner, log_qz, s, self.n_components)
         out = np.zeros(self.n_components)
         with _x64():
             for sl, rows in self._pieces(s):
@@ -381,19 +378,5 @@ class JaxBackend:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
         dev = self.device(device)
-        mean = np.asarray(mean, dtype=np.float64)
-        std = np.asarray(std, dtype=np.float64)
-        if mean.ndim != 2 or std.shape != mean.shape:
-            raise ValueError(f"mean and std must have the same shape (M, D), got {mean.shape} and {std.shape}")
-        m = mean.shape[0]
-        if not np.isfinite(mean).all() or not (np.isfinite(std).all() and (std > 0).all()):
-            raise ValueError("mean must be finite, std finite and positive")
-        if log_weights is None:
-            log_w = np.full(m, -math.log(m) if m else 0.0)
-        else:
-            log_w = np.asarray(log_weights, dtype=np.float64)
-            if log_w.shape != (m,):
-                raise ValueError(f"log_weights must have shape ({m},), got {log_w.shape}")
-            if np.isnan(log_w).any() or np.isposinf(log_w).any():
-                raise ValueError("log_weights must not be NaN or +inf")
+        mean, std, log_w = checked_components(mean, std, log_weights)
         return JaxMixture(mean, std, log_w, precision, dev)

@@ -19,6 +19,11 @@ import os
 from typing import Any, Final, final
 
 import numpy as np
+from elbo_audit._kernels.checks import (
+    checked_components,
+    checked_draws,
+    checked_interaction_inputs,
+)
 from elbo_audit._kernels.protocol import PRECISIONS, Precision
 from numpy.typing import NDArray
 
@@ -148,12 +153,7 @@ class NativeMixture:
         return self._threads
 
     def _draws(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
-        z = np.ascontiguousarray(z, dtype=np.float64)
-        if z.ndim != 2 or z.shape[1] != self.n_latent:
-            raise ValueError(f"z must have shape (S, {self.n_latent}), got {z.shape}")
-        if not np.isfinite(z).all():
-            raise ValueError("z has non-finite entries")
-        return z
+        return checked_draws(z, self.n_latent)
 
     def log_density(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
         """log q(z_s) for each row of ``z`` (S, D) -> (S,)."""
@@ -190,16 +190,7 @@ class NativeMixture:
         """Column sums R_m of -log(1 - r_m(z_s)) over draws not owned by m -> (M,)."""
         z = self._draws(z)
         s = z.shape[0]
-        own = np.ascontiguousarray(owner, dtype=np.int64)
-        lq = np.ascontiguousarray(log_qz, dtype=np.float64)
-        if own.shape != (s,) or lq.shape != (s,):
-            raise ValueError(
-                f"owner and log_qz must have shape ({s},), got {own.shape} and {lq.shape}"
-            )
-        if s and (own.min() < -1 or own.max() >= self.n_components):
-            raise ValueError(f"owner entries must lie in [-1, {self.n_components})")
-        if np.isnan(lq).any():
-            raise ValueError("log_qz has NaN entries")
+        own, lq = checked_interaction_inputs(owner, log_qz, s, self.n_components)
         out = np.zeros(self._mpad, dtype=np.float64)
         if s and self._mpad:
             if self._suffix == "f32":
@@ -271,25 +262,7 @@ class NativeBackend:
             raise ValueError(f"the native backend runs on the cpu only, not {device!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
-        mean = np.asarray(mean, dtype=np.float64)
-        std = np.asarray(std, dtype=np.float64)
-        if mean.ndim != 2 or std.shape != mean.shape:
-            raise ValueError(
-                f"mean and std must have the same shape (M, D), got {mean.shape} and {std.shape}"
-            )
-        m = mean.shape[0]
-        if not np.isfinite(mean).all():
-            raise ValueError("mean has non-finite entries")
-        if not (np.isfinite(std).all() and (std > 0).all()):
-            raise ValueError("std must be finite and positive")
-        if log_weights is None:
-            log_w = np.full(m, -math.log(m) if m else 0.0)
-        else:
-            log_w = np.asarray(log_weights, dtype=np.float64)
-            if log_w.shape != (m,):
-                raise ValueError(f"log_weights must have shape ({m},), got {log_w.shape}")
-            if np.isnan(log_w).any() or np.isposinf(log_w).any():
-                raise ValueError("log_weights must not be NaN or +inf")
+        mean, std, log_w = checked_components(mean, std, log_weights)
         lib, reason = library()
         if lib is None:
             raise RuntimeError(f"the native backend is unavailable: {reason}")

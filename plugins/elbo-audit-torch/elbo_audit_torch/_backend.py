@@ -43,6 +43,11 @@ from typing import TYPE_CHECKING, Final, Generic, TypeVar, cast, final
 import numpy as np
 from numpy.typing import NDArray
 
+from elbo_audit._kernels.checks import (
+    checked_components,
+    checked_draws,
+    checked_interaction_inputs,
+)
 from elbo_audit._kernels.protocol import PRECISIONS, Precision
 
 if TYPE_CHECKING:
@@ -232,11 +237,7 @@ class TorchMixture:
 
     def _draws(self, z: NDArray[np.float64], dtype: torch.dtype | None = None) -> Tensor:
         import torch
-        z = np.ascontiguousarray(z, dtype=np.float64)
-        if z.ndim != 2 or z.shape[1] != self.n_latent:
-            raise ValueError(f"z must have shape (S, {self.n_latent}), got {z.shape}")
-        if not np.isfinite(z).all():
-            raise ValueError("z has non-finite entries")
+        z = checked_draws(z, self.n_latent)
         return torch.from_numpy(z).to(device=self.device, dtype=dtype or self._dtype)
 
     def _lse(self, z: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
@@ -302,14 +303,7 @@ class TorchMixture:
         import torch
         zt = self._draws(z)
         s = zt.shape[0]
-        own_np = np.ascontiguousarray(owner, dtype=np.int64)
-        lq_np = np.ascontiguousarray(log_qz, dtype=np.float64)
-        if own_np.shape != (s,) or lq_np.shape != (s,):
-            raise ValueError(f"owner and log_qz must have shape ({s},)")
-        if s and (own_np.min() < -1 or own_np.max() >= self.n_components):
-            raise ValueError(f"owner entries must lie in [-1, {self.n_components})")
-        if np.isnan(lq_np).any():
-            raise ValueError("log_qz has NaN entries")
+        own_np, lq_np = checked_interaction_inputs(owner, log_qz, s, self.n_components)
         own, lq = (torch.from_numpy(x).to(self.device) for x in (own_np, lq_np - self._offset))
         st, mt = self._tiles(self.n_latent)
         out = torch.zeros(self._m_live, dtype=torch.float64, device=self.device)
@@ -377,16 +371,7 @@ class TorchBackend:
         """Prepare the mixture (M, D) with log weights (M,) (uniform when None) on ``device``."""
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
-        mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
-        if mean.ndim != 2 or std.shape != mean.shape:
-            raise ValueError(f"mean and std must have the same shape (M, D), not {std.shape}")
-        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
-            raise ValueError("mean must be finite, and std finite and positive")
-        m = mean.shape[0]
-        log_w = np.full(m, -math.log(max(m, 1))) if log_weights is None else np.asarray(
-            log_weights, dtype=np.float64)
-        if log_w.shape != (m,) or np.isnan(log_w).any() or np.isposinf(log_w).any():
-            raise ValueError(f"log_weights must have shape ({m},), without NaN or +inf")
+        mean, std, log_w = checked_components(mean, std, log_weights)
         if (dev := _device(device)).type == "cuda":
             strict_float32()
         return TorchMixture(mean, std, log_w, precision, dev, _compile_wanted(dev.type))
