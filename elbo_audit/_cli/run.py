@@ -284,7 +284,9 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         out = {}
         for label, make in makers.items():
             _log(args, f"  fitting/evaluating prior {label!r} for {model!r}")
-            out[label] = _check_prior(make(q), label, q.n_latent)
+            with reporter.task(f"prior {label} for {model}", 1) as step:
+                out[label] = _check_prior(make(q), label, q.n_latent)
+                step.advance()
             families[(model, label)] = out[label].name
         return out
 
@@ -345,7 +347,9 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         dataset = data.attrs
         extra["allow_unsafe"] = int(any(m.allow_unsafe for m in cfg.models))
     _warn_unmet_targets(audits)
-    intervals = bootstrap_audits(audits, settings, prior_families=families)
+    with reporter.task(f"bootstrap intervals ({settings.n_resamples} resamples)", 1) as step:
+        intervals = bootstrap_audits(audits, settings, prior_families=families)
+        step.advance()
     tree = build_report(
         audits,
         settings,
@@ -364,7 +368,9 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
     )
     if results:
         tree["gates"] = gates_dataset(results)
-    write_report(tree, cfg.out)
+    with reporter.task(f"writing {cfg.out}", 1) as step:
+        write_report(tree, cfg.out)
+        step.advance()
     _log(args, f"report written to {cfg.out}")
     root = tree.to_dataset()
     if args.format == "json":
