@@ -67,7 +67,7 @@ def test_the_recipe_passes_on_a_good_model_and_fails_on_a_gate(tmp_path: Path) -
     doc = json.loads((tmp_path / "audit.json").read_text())
     assert {r["prior"] for r in doc["results"]} == {"native", "mog"}
     assert [g["passed"] for g in doc["gates"]] == [True, True, True]
-    assert "| fa | native |" in (tmp_path / "summary.md").read_text()
+    assert "| term | fa@native | fa@mog |" in (tmp_path / "summary.md").read_text()
     # the same job with a stricter gate fails the step with exit code 1 and says why
     strict = (tmp_path / "audit.toml").read_text().replace('"elbo.lower > -90"', '"elbo.lower > -80"')
     (tmp_path / "audit.toml").write_text(strict)

@@ -218,7 +218,17 @@ def load_array_file(spec: str, *, binarize: float | None = None, limit: int | No
         raise DataError(f"--data {spec}: NaN or infinite values at data points {', '.join(map(str, rows))}")
     if binarize is not None:
         x = binarize_grey_levels(x, binarize, f"--data {spec}")
-    attrs = {"name": name, "sha256": digest, "size": int(x.shape[0]), "path": str(path)}
+    attrs: dict[str, Any] = {
+        "name": name,
+        "sha256": array_sha256(x),
+        "size": int(x.shape[0]),
+        "path": str(path),
+        "file_sha256": digest,
+    }
+    if key is not None:
+        attrs["key"] = key
+    if limit is not None:
+        attrs["limit"] = int(limit)
     if binarize is not None:
         attrs["binarize"] = binarize
     return Dataset(name, x, attrs)
@@ -246,6 +256,20 @@ def binarize_grey_levels(x: NDArray[Any], threshold: float, where: str) -> NDArr
     return np.asarray(levels > threshold, np.float64)
 
 
-def array_sha256(x: NDArray[Any]) -> str:
-    """sha256 of an array's bytes (C order), for data that has no file."""
-    return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+def array_sha256(x: NDArray[Any], *, block_bytes: int = 1 << 26) -> str:
+    """sha256 of the array actually audited: its dtype, shape and C-order bytes.
+
+    This is the report's ``dataset_sha256`` (see ``elbo_audit._report.identity``):
+    it changes with ``FILE.npz:KEY``, ``--limit`` and ``--binarize``, unlike the
+    file's own digest. Rows are hashed in blocks of about ``block_bytes`` so a
+    large array is never copied whole.
+    """
+    h = hashlib.sha256(f"{np.dtype(x.dtype).str}{tuple(int(d) for d in x.shape)}".encode())
+    if x.ndim == 0 or x.shape[0] == 0:
+        h.update(np.ascontiguousarray(x).tobytes())
+        return h.hexdigest()
+    row = max(1, int(x.nbytes // x.shape[0]))
+    step = max(1, block_bytes // row)
+    for start in range(0, x.shape[0], step):
+        h.update(np.ascontiguousarray(x[start : start + step]).tobytes())
+    return h.hexdigest()

@@ -29,6 +29,7 @@ from .._model.priors import StandardNormal
 from .._model.protocols import Prior
 from .._report.build import build_report, write_report
 from .._report.gates import Baseline, Gate, evaluate_gates, gates_dataset, parse_gate
+from .._report.identity import pairing
 from .._report.schema import open_report
 from .._report.summary import format_summary
 from ..hookspecs import Dataset, ModelRef
@@ -313,7 +314,15 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
             )
         )
         families[(name, "native")] = prior.name
-        dataset: dict[str, Any] = {"name": Path(cfg.posteriors).name, "sha256": enc.sha256, "size": q.n_points}
+        dataset: dict[str, Any] = {
+            "name": Path(cfg.posteriors).name,
+            "sha256": array_sha256(np.concatenate([q.mean, q.std], axis=1)),
+            "size": q.n_points,
+            "file_sha256": enc.sha256,
+            "path": str(enc.path),
+        }
+        if cfg.limit is not None:
+            dataset["limit"] = int(cfg.limit)
     else:
         if not cfg.models:
             raise UsageError("nothing to audit: give --posteriors ENC.npz, or --model and --data, or a config file")
@@ -361,6 +370,14 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         extra_attrs=extra,
     )
     baseline = load_baseline(args.baseline) if getattr(args, "baseline", None) else None
+    if baseline is not None and any(g.bound.startswith("delta.") for g in gates):
+        paired, why = pairing(baseline.root.attrs, tree.to_dataset().attrs)
+        if not paired:
+            print(
+                f"elbo-audit: warning: --baseline {baseline.path} is not paired with this run: {why}; "
+                "delta.lower/delta.upper use an unpaired interval of the difference",
+                file=sys.stderr,
+            )
     results = (
         evaluate_gates(tree.to_dataset(), gates, replicates=tree["replicates"].to_dataset(), baseline=baseline)
         if gates

@@ -25,6 +25,7 @@ from .._audit.uncertainty import RunIntervals, bootstrap_audits
 from .._errors import UsageError
 from .._model.terms import LONG_NAMES, TERMS
 from .._version import __version__
+from .identity import IDENTITY
 
 __all__ = ["CONVENTIONS", "SCHEMA_VERSION", "build_report", "write_report"]
 
@@ -170,6 +171,7 @@ def build_report(
             "dataset_name": str(dataset.get("name", "")),
             "dataset_sha256": str(dataset.get("sha256", "")),
             "dataset_size": int(dataset.get("size", n)),
+            "dataset_identity": IDENTITY,
             "n_points": int(n),
             "confidence_level": float(confidence_level),
             "ci_method": ci_method,
@@ -185,6 +187,9 @@ def build_report(
             **settings.as_attrs(),
         }
     )
+    for key, value in dataset.items():
+        if key not in ("name", "sha256", "size") and value is not None:
+            root.attrs[f"dataset_{key}"] = _attr(value)
     if adaptive:
         root.attrs["adaptive"] = json.dumps(adaptive, sort_keys=True)
     for key, value in (extra_attrs or {}).items():

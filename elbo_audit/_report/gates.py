@@ -27,6 +27,7 @@ import xarray as xr
 
 from .._errors import UsageError
 from .._model.terms import TERMS
+from .identity import pairing
 
 __all__ = [
     "Baseline", "Gate", "GateResult", "evaluate_gates", "format_gates", "gates_dataset", "parse_gate",
@@ -94,8 +95,8 @@ class Baseline:
     path: str
 
     def paired_with(self, ds: xr.Dataset) -> bool:
-        keys = ("dataset_sha256", "seed", "n_resamples", "bootstrap_scheme")
-        return all(str(self.root.attrs.get(k)) == str(ds.attrs.get(k)) for k in keys)
+        """Whether ``ds`` audited the same array with the same seed and resampling (see ``pairing``)."""
+        return pairing(self.root.attrs, ds.attrs)[0]
 
 
 def _delta(
