@@ -62,6 +62,9 @@ class ModelRef:
         ``cpu``, ``cuda``, ``cuda:1``, ...
     allow_unsafe : bool
         Whether pickle-based files may be loaded (recorded in the report).
+    no_weights : bool
+        Whether a factory's own parameters are audited on purpose, without a
+        weights file (``--no-weights``; recorded in the report).
     options : dict
         Keyword arguments for the factory.
     batch_size : int
@@ -75,6 +78,7 @@ class ModelRef:
     allow_unsafe: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 1000
+    no_weights: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,11 @@ class AdapterInfo:
         Suffixes of whole-model files this adapter can open without a factory.
     load_file : callable(Path, ModelRef) -> obj, optional
         Opens such a file safely (never unpickles unless ``ref.allow_unsafe``).
+    needs_weights : bool
+        Whether a factory's object holds only initial (random) parameters until
+        weights are loaded into it, as a ``torch.nn.Module`` does. A factory
+        model of such an adapter without ``--weights`` is refused (exit 2)
+        unless ``--no-weights`` says the factory's parameters are meant.
     """
 
     name: str
@@ -111,6 +120,7 @@ class AdapterInfo:
     wrap: Callable[[Any, ModelRef], AuditModel]
     file_suffixes: tuple[str, ...] = ()
     load_file: Callable[[Path, ModelRef], Any] | None = None
+    needs_weights: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ Example::
     device = "cpu"              # optional
     options = { latent = 20 }   # keyword arguments of the factory
     allow_unsafe = false
+    no_weights = false          # true: audit the factory's own parameters (no weights file)
 
     [native_prior]              # with data.posteriors only: the prior of the saved
     family = "diagonal_gaussian"  # encodings (default standard_normal)
@@ -76,6 +77,7 @@ class ModelEntry:
     device: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     allow_unsafe: bool = False
+    no_weights: bool = False
 
 
 @dataclass
@@ -143,6 +145,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
 }
 _MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
     "factory": str, "weights": str, "adapter": str, "device": str, "options": dict, "allow_unsafe": bool,
+    "no_weights": bool,
 }
 
 

@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--name", action=_Once, help="the model's name in the report")
     src.add_argument("--allow-unsafe", action="store_true", help="allow pickle-based model files (recorded in the report)")
     src.add_argument(
+        "--no-weights",
+        action="store_true",
+        help="audit a torch/JAX factory's own parameters without --weights (refused otherwise; recorded in the report)",
+    )
+    src.add_argument(
         "--prior", action="append", default=[], metavar="[LABEL=]FAMILY[,K=V...]",
         help="an alternative prior for every model, e.g. aggregate_posterior or mog=fitted_mixture,components=10",
     )

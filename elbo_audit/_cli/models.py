@@ -137,6 +137,14 @@ def load_model(ref: ModelRef, host: PluginHost) -> AuditModel:
                 f"model {ref.name!r}: factory {ref.factory} raised {type(exc).__name__}: {exc}"
             ) from exc
         plugin, adapter = _pick_adapter(obj, ref, host)
+        if ref.weights is None:
+            if adapter.needs_weights and not ref.no_weights:
+                raise UsageError(
+                    f"model {ref.name!r}: no --weights for factory {ref.factory}: the {adapter.name} "
+                    "adapter would audit the factory's initial (random) parameters; give --weights "
+                    "FILE, or --no-weights if those parameters are what you mean to audit"
+                )
+            attrs["weights"] = "none (the factory's own parameters)"
     elif ref.weights is not None:
         suffix = Path(ref.weights).suffix.lower()
         candidates = [

@@ -131,6 +131,7 @@ def merge_args(args: argparse.Namespace) -> RunConfig:
                 device=args.device,
                 allow_unsafe=args.allow_unsafe,
                 options=options,
+                no_weights=bool(getattr(args, "no_weights", False)),
             )
         ]
     else:
@@ -139,6 +140,8 @@ def merge_args(args: argparse.Namespace) -> RunConfig:
                 m.device = args.device
             if args.allow_unsafe:
                 m.allow_unsafe = True
+            if getattr(args, "no_weights", False):
+                m.no_weights = True
     if args.prior:
         cfg.priors = [_parse_prior_option(p) for p in args.prior]
     if args.pointwise:
@@ -343,6 +346,7 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
                 allow_unsafe=entry.allow_unsafe,
                 options=dict(entry.options),
                 batch_size=cfg.batch_size,
+                no_weights=entry.no_weights,
             )
             model = load_model(ref, host)
             _log(args, f"auditing model {entry.name!r} ({model.adapter}) on {data.name} (N = {data.x.shape[0]})")

@@ -102,6 +102,7 @@ def elbo_audit_adapters() -> Sequence[AdapterInfo]:
             description="JAX VAEs as pure functions of a params pytree (JaxVAE)",
             claims=claims,
             wrap=wrap,
+            needs_weights=True,
         ),
     )
 

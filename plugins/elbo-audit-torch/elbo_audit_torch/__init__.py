@@ -84,6 +84,7 @@ def elbo_audit_adapters() -> Sequence[AdapterInfo]:
             wrap=wrap,
             file_suffixes=(".pt", ".pth"),
             load_file=_load_file,
+            needs_weights=True,
         ),
     )
 
