@@ -348,13 +348,13 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
                 batch_size=cfg.batch_size,
                 no_weights=entry.no_weights,
             )
-            model = load_model(ref, host)
-            _log(args, f"auditing model {entry.name!r} ({model.adapter}) on {data.name} (N = {data.x.shape[0]})")
-            audit = audit_model(
-                model, data.x, settings,
-                extra_priors=functools.partial(alternatives, model=entry.name),
-                engine=engine, reporter=reporter,
-            )
+            with load_model(ref, host) as model:
+                _log(args, f"auditing model {entry.name!r} ({model.adapter}) on {data.name} (N = {data.x.shape[0]})")
+                audit = audit_model(
+                    model, data.x, settings,
+                    extra_priors=functools.partial(alternatives, model=entry.name),
+                    engine=engine, reporter=reporter,
+                )
             audits.append(audit)
             families[(entry.name, "native")] = model.prior.name
         dataset = data.attrs

@@ -9,8 +9,9 @@ same weights audited in two frameworks see the same noise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -83,6 +84,17 @@ class AuditModel:
         The plugin that built it.
     attrs : dict
         Provenance (artifacts and their sha256, flags) recorded in the report.
+    release : callable, optional
+        Called once by :meth:`close`: an adapter that had to change its caller's
+        objects to run them (a torch module moved to the audit's device and put
+        into eval mode) puts them back here.
+
+    Notes
+    -----
+    Use it as a context manager, or call :meth:`close` when the audit is done::
+
+        with adapter.wrap(module, ref) as model:
+            audit = audit_model(model, x, settings)
     """
 
     name: str
@@ -91,3 +103,16 @@ class AuditModel:
     decoder: Decoder | None = None
     adapter: str = "core"
     attrs: dict[str, Any] = field(default_factory=dict)
+    release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def close(self) -> None:
+        """Give the caller's objects back as they were (idempotent)."""
+        release, self.release = self.release, None
+        if release is not None:
+            release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -676,6 +676,7 @@ def _wrap(obj: Any, ref: ModelRef) -> AuditModel:
     modules = [m for m in {id(m): m for m in (root, spec.encoder, spec.decoder, spec.prior)}.values()
                if isinstance(m, torch.nn.Module)]
     dtype = _model_dtype(root, spec)
+    caller = _CallerState(modules)
     if spec.precision != "model":
         # convert before loading, so float64 weights in a file keep every digit
         for m in modules:
@@ -702,7 +703,38 @@ def _wrap(obj: Any, ref: ModelRef) -> AuditModel:
             "dtype": str(dtype).removeprefix("torch."),
         }
     )
-    return AuditModel(ref.name, encoder, prior, decoder, adapter="torch", attrs=attrs)
+    return AuditModel(ref.name, encoder, prior, decoder, adapter="torch", attrs=attrs, release=caller.restore)
+
+
+class _CallerState:
+    """Where the caller's modules were and whether they were training, to put back.
+
+    The audit moves the modules to its device (and dtype, for ``precision``) and
+    into eval mode; :meth:`restore` (``AuditModel.close``) returns every parameter
+    and buffer to its own device and dtype, in place, so the caller's
+    ``nn.Parameter`` objects (and optimizers holding them) stay the same, and
+    every submodule to its own ``training`` flag.
+    """
+
+    def __init__(self, modules: list[torch.nn.Module]) -> None:
+        subs = {id(s): s for m in modules for s in m.modules()}.values()
+        self.training = [(s, s.training) for s in subs]
+        self.params = [(p, p.device, p.dtype) for p in {id(p): p for s in subs for p in s.parameters(recurse=False)}.values()]
+        self.buffers = [
+            (s, name, b.device, b.dtype) for s in subs for name, b in s.named_buffers(recurse=False)
+        ]
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for p, device, dtype in self.params:
+                if p.device != device or p.dtype != dtype:
+                    p.data = p.data.to(device=device, dtype=dtype)
+            for s, name, device, dtype in self.buffers:
+                b = s._buffers.get(name)
+                if b is not None and (b.device != device or b.dtype != dtype):
+                    s._buffers[name] = b.to(device=device, dtype=dtype)
+        for s, flag in self.training:
+            s.training = flag
 
 
 def load_file(path: Path, ref: ModelRef) -> LoadedModule:
