@@ -8,11 +8,14 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "ci-recipe.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "ci-recipe.md"
 
 pytest.importorskip("elbo_audit_sklearn")  # the recipe audits a scikit-learn model
 
@@ -24,8 +27,8 @@ def _block(lang: str) -> str:
 
 
 def _commands() -> list[str]:
-    yaml = _block("yaml")
-    body = yaml.split("# BEGIN audit commands", 1)[1].split("# END audit commands", 1)[0]
+    workflow = _block("yaml")
+    body = workflow.split("# BEGIN audit commands", 1)[1].split("# END audit commands", 1)[0]
     return [line.split("- run:", 1)[1].strip() for line in body.splitlines() if "- run:" in line]
 
 
@@ -48,17 +51,43 @@ def _execute(cmd: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def _save_model(path: Path) -> None:
-    import skops.io as sio
-    from elbo_audit_sklearn.examples import digits_factor_analysis
+def _workflow() -> dict:
+    return yaml.safe_load(_block("yaml"))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sio.dump(digits_factor_analysis(n_components=10), path)
+
+def _train(cwd: Path) -> None:
+    """The training job: the page's train.py, run verbatim."""
+    script = _block("python")
+    assert script.startswith("# train.py")
+    (cwd / "train.py").write_text(script)
+    subprocess.run([sys.executable, "train.py"], cwd=cwd, check=True, timeout=120)
+
+
+def test_the_workflow_hands_the_model_from_training_to_the_audit() -> None:
+    jobs = _workflow()["jobs"]
+    train, audit = jobs["train"]["steps"], jobs["audit"]["steps"]
+    assert jobs["audit"]["needs"] == "train"
+    assert any(s.get("run") == "python train.py" for s in train)
+    (up,) = [s for s in train if s.get("uses", "").startswith("actions/upload-artifact")]
+    (down,) = [s for s in audit if s.get("uses", "").startswith("actions/download-artifact")]
+    assert up["with"]["name"] == down["with"]["name"] and up["with"]["path"] == down["with"]["path"]
+    weights = tomllib.loads(_block("toml"))["models"]["fa"]["weights"]
+    assert weights.startswith(down["with"]["path"])      # the config reads what was downloaded
+    # the install line names this checkout's own packages (vendored as ./elbo-audit)
+    (install,) = [s["run"] for s in audit if s.get("run", "").startswith("pip install")]
+    for target in shlex.split(install)[2:]:
+        folder = ROOT / Path(target).relative_to("elbo-audit")
+        assert (folder / "pyproject.toml").is_file(), target
+    # the report artifact holds what the audit commands write
+    (report,) = [s for s in audit if s.get("with", {}).get("name") == "elbo-audit-report"]
+    assert report["if"] == "always()"
+    written = {"elbo-audit-report.nc", "audit.json"}
+    assert set(report["with"]["path"].split()) == written
 
 
 def test_the_recipe_passes_on_a_good_model_and_fails_on_a_gate(tmp_path: Path) -> None:
     (tmp_path / "audit.toml").write_text(_block("toml"))
-    _save_model(tmp_path / "artifacts" / "model.skops")
+    _train(tmp_path)
     commands = _commands()
     assert len(commands) == 3
     for cmd in commands:
