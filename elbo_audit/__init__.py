@@ -7,6 +7,10 @@ intervals, in nats per data point.
 
 from __future__ import annotations
 
+from ._signals import early_guard as _early_guard
+
+_early_guard()  # the elbo-audit command only: SIGINT/SIGTERM while importing exit with one line
+
 from ._audit.audit import (
     AuditSettings,
     ModelAudit,

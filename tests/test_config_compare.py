@@ -165,6 +165,6 @@ def test_a_held_out_aggregate_posterior_as_prior(tmp_path: Path, capsys: pytest.
     assert mkl["in_sample"] == 0.0
     assert 0.0 < mkl["held_out"] < 0.5 * mkl["native"]
     assert str(ds["prior_family"].sel(prior="held_out").values) == "aggregate_posterior_of_train"
-    code = main(["run", "--posteriors", str(test), "--quiet", "--out", str(out),
+    code = main(["run", "--posteriors", str(test), "--quiet", "--out", str(tmp_path / "other.nc"),
                  "--prior", f"x=report_aggregate_posterior,report={json.dumps(str(out))}"])
     assert code == 2 and "--pointwise" in capsys.readouterr().err

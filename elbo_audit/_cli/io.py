@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from .._errors import DataError, UnsafeArtifactError
 from .._model.families import DiagonalGaussian
 from ..hookspecs import Dataset
 from .models import sha256_file
+from .preflight import idx_header
 
 __all__ = ["EncodedPosteriors", "load_array_file", "load_posteriors", "read_idx", "verify_sources"]
 
@@ -52,7 +54,7 @@ def _open_npz(path: Path) -> Any:
         raise DataError(f"{path}: not an .npz or .npy file (unrecognised header)")
     try:
         return np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz/.npy file ({exc})") from exc
     except ValueError as exc:
         if "pickle" in str(exc).lower():
@@ -67,10 +69,10 @@ def _get(npz: Any, key: str, path: Path) -> NDArray[Any]:
         if "pickle" in str(exc).lower():
             raise UnsafeArtifactError(f"{path}: array {key!r} holds pickled objects, which are refused") from exc
         raise DataError(f"{path}: array {key!r} is unreadable ({exc})") from exc
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: array {key!r} is unreadable ({exc})") from exc
-    if arr.dtype.kind not in "biuf":
-        raise DataError(f"{path}: array {key!r} has dtype {arr.dtype}, expected numbers")
+    if arr.dtype.kind not in "iuf":
+        raise DataError(f"{path}: array {key!r} has dtype {arr.dtype}, expected numbers (integer or float)")
     return arr
 
 
@@ -155,21 +157,26 @@ def verify_sources(path: Path) -> str:
 
 
 def read_idx(path: Path) -> NDArray[np.uint8]:
-    """Read an IDX file (MNIST format), gzipped or not."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    """Read an IDX file (MNIST format), gzipped or not.
+
+    The header is read first and only the bytes it announces are read after
+    it, so a gzip bomb decompresses no further than the claimed shape (which
+    the run's preflight has already sized).
+    """
+    dims, offset = idx_header(path)
+    expected = int(np.prod(dims, dtype=np.int64)) if dims else 0
+    opener: Any = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError) as exc:
+            fh.read(offset)
+            raw = fh.read(expected)
+            extra = fh.read(1)
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: unreadable IDX file ({exc})") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    if len(raw) != header + int(np.prod(dims)):
-        raise DataError(f"{path}: IDX header says shape {dims} but the file has {len(raw) - header} bytes of data")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    if len(raw) != expected or extra:
+        got = f"{len(raw)}" if not extra else f"more than {expected}"
+        raise DataError(f"{path}: IDX header says shape {list(dims)} but the file has {got} bytes of data")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
 
 
 def load_array_file(spec: str, *, binarize: float | None = None, limit: int | None = None) -> Dataset:
@@ -206,8 +213,8 @@ def load_array_file(spec: str, *, binarize: float | None = None, limit: int | No
             if key is not None:
                 raise DataError(f"--data {spec}: a .npy file has no keys")
             x = np.asarray(loaded)
-            if x.dtype.kind not in "biuf":
-                raise DataError(f"--data {spec}: dtype {x.dtype}, expected numbers")
+            if x.dtype.kind not in "iuf":
+                raise DataError(f"--data {spec}: dtype {x.dtype}, expected numbers (integer or float)")
     if x.ndim < 2 or x.shape[0] < 2:
         raise DataError(f"--data {spec}: need at least 2 data points as rows, got shape {x.shape}")
     if limit is not None:

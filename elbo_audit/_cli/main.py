@@ -11,13 +11,14 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
-from .._errors import AuditError, UsageError
+from .. import _signals as signals
+from .._errors import UsageError
 from .._estimation.bootstrap import CI_METHODS
 from .._report.compare import compare_reports, format_comparison
 from .._report.gates import evaluate_gates, format_gates, parse_gate, read_gates
@@ -26,6 +27,7 @@ from .._report.schema import open_report, require_valid, validate_report
 from .._report.summary import format_summary
 from .._version import __version__
 from .backends import backend_table
+from .faults import UserExit, classify
 from .plugins import PluginHost
 from .progress import enabled
 from .run import load_baseline, run_from_args
@@ -313,49 +315,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     saved = sys.stdout
+    handlers = _current_handlers()
+    signals.install()
     sys.stdout = _QuietPipe(saved)
     try:
         return _main(argv, debug)
     finally:
         sys.stdout.flush()
         sys.stdout = saved
+        _restore_handlers(handlers)
 
 
-def _main(argv: list[str], debug: bool) -> int:
+def _current_handlers() -> dict[int, object]:
+    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_handlers(handlers: dict[int, object]) -> None:
+    for signum, handler in handlers.items():
+        if handler is not None:
+            try:
+                signal.signal(signum, handler)  # type: ignore[arg-type]
+            except (ValueError, TypeError):  # not the main thread
+                pass
+
+
+def _dispatch(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    handler = {
+        "run": _cmd_run, "show": _cmd_show, "check": _cmd_check, "compare": _cmd_compare, "plugins": _cmd_plugins,
+        "backends": _cmd_backends,
+    }
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if args.command is None:
-            parser.print_help(sys.stderr)
-            return 2
-        handler = {
-            "run": _cmd_run, "show": _cmd_show, "check": _cmd_check, "compare": _cmd_compare, "plugins": _cmd_plugins,
-            "backends": _cmd_backends,
-        }
         if getattr(args, "quiet", False):
             return handler[args.command](args)
         with enabled(sys.stderr):
             return handler[args.command](args)
-    except AuditError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"elbo-audit: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("elbo-audit: interrupted; no report written", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - an internal error: a bug in elbo-audit
-        if debug:
-            traceback.print_exc()
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        print(
-            f"elbo-audit: internal error: {type(exc).__name__}: {exc} "
-            f"(at {Path(where.filename).name}:{where.lineno}; rerun with --debug)",
-            file=sys.stderr,
-        )
-        return 5
+    except SystemExit as exc:  # no command exits on its own: this came from user or plugin code
+        raise UserExit(exc.code) from exc
 
 
+def _main(argv: list[str], debug: bool) -> int:
+    try:
+        return _dispatch(argv)
+    except BaseException as exc:  # every fault ends as one line and its exit code
+        if isinstance(exc, SystemExit):  # --help, --version
+            raise
+        code, line = classify(exc)
+        if debug:
+            traceback.print_exception(exc)
+        print(line, file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -39,6 +39,8 @@ from .config import ModelEntry, PriorEntry, RunConfig, load_config
 from .io import array_sha256, binarize_grey_levels, load_array_file, load_posteriors
 from .models import load_model
 from .plugins import PluginHost
+from .run_checks import input_paths, preflight_run, require_evaluated
+from .validate import check_environment, check_numbers, check_paths
 
 __all__ = ["load_baseline", "load_dataset", "merge_args", "run_from_args"]
 
@@ -269,8 +271,11 @@ def _check_gate_targets(gates: list[Gate], models: list[str], priors: list[str])
 def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) -> int:
     """Run one audit as the command line (and config) asked; returns the exit code."""
     cfg = merge_args(args)
+    check_environment()
+    check_numbers(cfg)
     gates = [parse_gate(g) for g in cfg.gates]
     settings = _settings(cfg)
+    check_paths(cfg.out, input_paths(cfg, getattr(args, "baseline", None)))
     audits: list[ModelAudit] = []
     families: dict[tuple[str, str], str] = {}
     extra: dict[str, Any] = {"config": cfg.source}
@@ -281,6 +286,7 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
     else:
         names = [m.name for m in cfg.models]
     _check_gate_targets(gates, names, ["native", *makers])
+    preflight_run(cfg, settings, gates, n_models=len(names), n_priors=1 + len(makers))
     engine = resolve_engine(host, cfg.backend, cfg.precision, cfg.device, cfg.scheduler)
     reporter = progress.REPORTER
 
@@ -387,6 +393,7 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         if gates
         else []
     )
+    require_evaluated(results)
     if results:
         tree["gates"] = gates_dataset(results)
     with reporter.task(f"writing {cfg.out}", 1) as step:

@@ -24,6 +24,7 @@ from .._audit.audit import AuditSettings, ModelAudit
 from .._audit.uncertainty import RunIntervals, bootstrap_audits
 from .._errors import UsageError
 from .._model.terms import LONG_NAMES, TERMS
+from .._signals import clean_stale, deferred, temp_prefix
 from .._version import __version__
 from .identity import IDENTITY
 
@@ -238,16 +239,24 @@ def _attr(value: Any) -> Any:
 def write_report(tree: xr.DataTree, path: str | os.PathLike[str]) -> Path:
     """Write the report atomically: a temporary file in the same folder, then rename.
 
-    A failure or interruption leaves no partial report at ``path``.
+    A failure or interruption leaves no partial report at ``path`` and no
+    temporary file: the netCDF write runs with SIGINT/SIGTERM held (they are
+    raised once it returns, and the temporary file is removed). The temporary
+    name carries the process id (``elbo_audit._signals.temp_prefix``); one left
+    by a killed run is removed by the next write into the same folder.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UsageError(f"--out {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    if path.is_dir():
+        raise UsageError(f"--out {path}: is a folder; name a report file")
+    clean_stale(folder)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
     os.close(fd)
     try:
-        tree.to_netcdf(tmp, engine="netcdf4")
+        with deferred():
+            tree.to_netcdf(tmp, engine="netcdf4")
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
