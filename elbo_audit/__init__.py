@@ -7,6 +7,9 @@ intervals, in nats per data point.
 
 from __future__ import annotations
 
+from ._api.audit import audit
+from ._api.monitor import Monitor
+from ._api.result import AuditResult
 from ._audit.audit import (
     AuditSettings,
     ModelAudit,
@@ -60,6 +63,7 @@ __all__ = [
     # errors
     "AuditError",
     "AuditModel",
+    "AuditResult",
     # audits
     "AuditSettings",
     "BackendInfo",
@@ -85,6 +89,7 @@ __all__ = [
     "ModelAudit",
     "ModelError",
     "ModelRef",
+    "Monitor",
     "NumpyBackend",
     "PluginError",
     "Precision",
@@ -98,6 +103,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "aggregate_posterior_prior",
+    "audit",
     "audit_encodings",
     "audit_model",
     "audit_posteriors",
