@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .._errors import UsageError
 from .._model.terms import TERMS
 from .._report.build import write_report
 from .audit import audit, audit_settings
@@ -107,7 +108,7 @@ class Monitor:
         **options: Any,
     ) -> None:
         if every < 1:
-            raise ValueError(f"Monitor(every={every}): must be at least 1")
+            raise UsageError(f"Monitor(every={every}): must be at least 1")
         settings = {k: v for k, v in options.items() if k not in ("priors", "adapter", "gates", "data_name")}
         audit_settings(settings)  # an unknown setting fails now, not after the first epoch
         self.x = as_array(data, "Monitor(data)")
@@ -132,7 +133,7 @@ class Monitor:
     def audit(self, model: Any, step: int) -> AuditResult:
         """Audit ``model`` now, as step ``step``, and rewrite the report."""
         if self.steps and step <= self.steps[-1]:
-            raise ValueError(f"Monitor: step {step} is not after the last audited step {self.steps[-1]}")
+            raise UsageError(f"Monitor: step {step} is not after the last audited step {self.steps[-1]}")
         start = time.perf_counter()
         result = audit(model, self.x, name=self.name, **self.options)
         seconds = time.perf_counter() - start
@@ -161,7 +162,7 @@ class Monitor:
     def to_xarray(self) -> xr.DataTree:
         """All audits so far as one report over ``step``."""
         if not self.results:
-            raise ValueError("Monitor: nothing audited yet")
+            raise UsageError("Monitor: nothing audited yet")
         return stack_steps([r.to_xarray() for r in self.results], self.steps, self.seconds)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
