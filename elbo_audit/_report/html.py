@@ -16,15 +16,19 @@ import html
 import io
 import json
 import math
+import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
+from .._errors import UsageError
 from .summary import summary_records, table_notes, table_terms
 from .tables import fmt_interval, fmt_value
 
-__all__ = ["render_fragment", "render_page"]
+__all__ = ["render_fragment", "render_page", "write_html"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:75em}
@@ -34,7 +38,7 @@ table.ea th,table.ea td{border:1px solid #ccc;padding:.25em .6em;text-align:righ
 table.ea th{background:#f4f4f4}table.ea td.label,table.ea th.label{text-align:left}
 .ci{color:#666;font-size:.9em;display:block}.pass{color:#1a7f37;font-weight:bold}
 .fail{color:#c62828;font-weight:bold}.note{color:#555;font-size:.88em;margin:.2em 0}
-code{background:#f4f4f4;padding:0 .2em}svg text{font-family:inherit}
+code{background:#f4f4f4;padding:0 .2em}img{max-width:100%}pre{margin:0;text-align:left}svg text{font-family:inherit}
 """
 
 _MI, _MKL, _ELBO = "#4c72b0", "#dd8452", "#55a868"
@@ -181,20 +185,16 @@ def comparison_table(ds: xr.Dataset, term: str, label: str) -> str:
 
 
 def _posterior_png(tree: xr.DataTree) -> str | None:
-    """The report's figure (with q(z) against the prior) as a base64 PNG, when it has 2-D posteriors."""
-    if "pointwise" not in tree.children:
-        return None
-    pw = tree["pointwise"].to_dataset()
-    if "posterior_mean" not in pw or pw.sizes.get("latent", 0) != 2:
-        return None
-    from .._errors import UsageError
-    from .plot import _pyplot, report_figure
+    """q(z) against the prior as a base64 PNG, when the report has 2-D posteriors and matplotlib is there."""
+    from .plot import _pyplot, posterior_figure
 
     try:
         plt = _pyplot()
     except UsageError:  # no matplotlib: the page goes without the picture
         return None
-    fig = report_figure(tree)
+    fig = posterior_figure(tree)
+    if fig is None:
+        return None
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
@@ -275,3 +275,26 @@ def render_page(tree: xr.DataTree, source: str = "") -> str:
         f'<h1>{_e(title)}</h1><p class="note">{_e(sub)}</p>{"".join(_sections(tree, full=True))}'
         "</body></html>\n"
     )
+
+
+def write_html(report: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Render the report file ``report`` as one static page at ``out`` (written atomically)."""
+    out = Path(out)
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"--html {out}: folder {folder} does not exist")
+    with xr.open_datatree(report, engine="netcdf4") as tree:
+        page = render_page(tree.load(), source=Path(report).name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(page)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return out
