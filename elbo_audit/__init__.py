@@ -11,6 +11,9 @@ from ._signals import early_guard as _early_guard
 
 _early_guard()  # the elbo-audit command only: SIGINT/SIGTERM while importing exit with one line
 
+from ._api.audit import audit
+from ._api.monitor import Monitor
+from ._api.result import AuditResult
 from ._audit.audit import (
     AuditSettings,
     ModelAudit,
@@ -64,6 +67,7 @@ __all__ = [
     # errors
     "AuditError",
     "AuditModel",
+    "AuditResult",
     # audits
     "AuditSettings",
     "BackendInfo",
@@ -89,6 +93,7 @@ __all__ = [
     "ModelAudit",
     "ModelError",
     "ModelRef",
+    "Monitor",
     "NumpyBackend",
     "PluginError",
     "Precision",
@@ -102,6 +107,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "aggregate_posterior_prior",
+    "audit",
     "audit_encodings",
     "audit_model",
     "audit_posteriors",

@@ -22,6 +22,7 @@ from .._errors import UsageError
 from .._estimation.bootstrap import CI_METHODS
 from .._report.compare import compare_reports, format_comparison
 from .._report.gates import evaluate_gates, format_gates, parse_gate, read_gates
+from .._report.html import write_html
 from .._report.plot import plot_report
 from .._report.schema import open_report, require_valid, validate_report
 from .._report.summary import format_summary
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("report")
     show.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     show.add_argument("--plot", metavar="FILE.png", help="also draw the decomposition into an image")
+    show.add_argument("--html", metavar="OUT.html", help="also write one self-contained static HTML page")
     _common(show)
 
     compare = sub.add_parser("compare", help="put reports side by side, with differences")
@@ -228,6 +230,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         plot_report(args.report, args.plot)
         if not args.quiet:
             print(f"plot written to {args.plot}", file=sys.stderr)
+    if args.html:
+        write_html(args.report, args.html)
+        if not args.quiet:
+            print(f"page written to {args.html}", file=sys.stderr)
     return 0
 
 

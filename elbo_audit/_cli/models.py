@@ -22,7 +22,7 @@ from .._model.protocols import AuditModel
 from ..hookspecs import AdapterInfo, ModelRef
 from .plugins import PluginHost
 
-__all__ = ["PICKLE_SUFFIXES", "load_model", "resolve_factory", "sha256_file"]
+__all__ = ["PICKLE_SUFFIXES", "load_model", "pick_adapter", "resolve_factory", "sha256_file", "wrap_object"]
 
 
 def sha256_file(path: Path) -> str:
@@ -171,6 +171,18 @@ def load_model(ref: ModelRef, host: PluginHost) -> AuditModel:
             ) from exc
     else:
         raise UsageError(f"model {ref.name!r}: give a factory (--model) or a model file (--weights)")
+    return wrap_object(obj, ref, plugin, adapter, attrs)
+
+
+pick_adapter = _pick_adapter  # the adapter whose ``claims`` accepts an object (or ``ref.adapter``)
+
+
+def wrap_object(obj: Any, ref: ModelRef, plugin: str, adapter: AdapterInfo, attrs: dict[str, Any]) -> AuditModel:
+    """Wrap ``obj`` with the adapter, check what it returned, and name it as ``ref`` says.
+
+    Shared by :func:`load_model` (a factory's object) and :func:`elbo_audit.audit`
+    (an object in memory).
+    """
     try:
         model = adapter.wrap(obj, ref)
     except AuditError:

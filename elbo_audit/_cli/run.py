@@ -21,14 +21,14 @@ from .._audit.audit import (
     audit_model,
     supplied_reconstruction,
 )
-from .._audit.uncertainty import bootstrap_audits
 from .._errors import AuditError, GateFailed, ModelError, PluginError, UsageError
 from .._estimation.bootstrap import CI_METHODS
 from .._model.families import DiagonalGaussian
 from .._model.priors import StandardNormal
 from .._model.protocols import Prior
-from .._report.build import build_report, write_report
-from .._report.gates import Baseline, Gate, evaluate_gates, gates_dataset, parse_gate
+from .._report.assemble import assemble_report, judge_gates
+from .._report.build import write_report
+from .._report.gates import Baseline, Gate, parse_gate
 from .._report.identity import pairing
 from .._report.schema import open_report
 from .._report.summary import format_summary
@@ -366,18 +366,15 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         dataset = data.attrs
         extra["allow_unsafe"] = int(any(m.allow_unsafe for m in cfg.models))
     _warn_unmet_targets(audits)
-    with reporter.task(f"bootstrap intervals ({settings.n_resamples} resamples)", 1) as step:
-        intervals = bootstrap_audits(audits, settings, prior_families=families)
-        step.advance()
-    tree = build_report(
+    tree = assemble_report(
         audits,
         settings,
         dataset=dataset,
-        intervals=intervals,
         prior_families=families,
         pointwise=cfg.pointwise,
         history=command,
         extra_attrs=extra,
+        reporter=reporter,
     )
     baseline = load_baseline(args.baseline) if getattr(args, "baseline", None) else None
     if baseline is not None and any(g.bound.startswith("delta.") for g in gates):
@@ -388,14 +385,8 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
                 "delta.lower/delta.upper use an unpaired interval of the difference",
                 file=sys.stderr,
             )
-    results = (
-        evaluate_gates(tree.to_dataset(), gates, replicates=tree["replicates"].to_dataset(), baseline=baseline)
-        if gates
-        else []
-    )
+    results = judge_gates(tree, gates, baseline)
     require_evaluated(results)
-    if results:
-        tree["gates"] = gates_dataset(results)
     with reporter.task(f"writing {cfg.out}", 1) as step:
         write_report(tree, cfg.out)
         step.advance()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -22,7 +22,7 @@ from .._kernels.numpy_backend import log_mixture_density
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_report"]
+__all__ = ["plot_report", "posterior_figure", "report_figure"]
 
 
 def _pyplot() -> ModuleType:
@@ -100,20 +100,39 @@ def report_figure(tree: xr.DataTree) -> Figure:
     ax_elbo.xaxis.set_major_locator(plt.MaxNLocator(5))
 
     if post is not None:
-        ax = axes[0, 2]
-        model = str(root["model"].values[0])
-        mean = np.asarray(post["posterior_mean"].sel(model=model).values)
-        std = np.asarray(post["posterior_std"].sel(model=model).values)
-        # a few outlying posteriors must not shrink the picture of the bulk of q(z):
-        # frame 99.5 % of the means, with room for their spread and for the prior
-        lim = float(max(np.quantile(np.abs(mean), 0.995) + 3 * np.median(std), 3.0))
-        g = np.linspace(-lim, lim, 120)
-        zz = np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2)
-        log_q = log_mixture_density(zz, mean, std).reshape(g.size, g.size)
-        log_p = (-0.5 * np.sum(zz**2, axis=1) - np.log(2 * np.pi)).reshape(g.size, g.size)
-        ax.contourf(g, g, np.exp(log_q), levels=12, cmap="Blues")
-        ax.contour(g, g, np.exp(log_p), levels=6, colors="#dd8452", linewidths=1)
-        ax.set_title(f"{model}: q(z) (filled) vs N(0, I) (lines)")
-        ax.set_aspect("equal")
+        _posterior_panel(axes[0, 2], root, post)
+    fig.tight_layout()
+    return fig
+
+
+def _posterior_panel(ax: Any, root: xr.Dataset, post: xr.Dataset) -> None:
+    """Filled contours of the aggregate posterior q(z) of the first model, lines of N(0, I)."""
+    model = str(root["model"].values[0])
+    mean = np.asarray(post["posterior_mean"].sel(model=model).values)
+    std = np.asarray(post["posterior_std"].sel(model=model).values)
+    # a few outlying posteriors must not shrink the picture of the bulk of q(z):
+    # frame 99.5 % of the means, with room for their spread and for the prior
+    lim = float(max(np.quantile(np.abs(mean), 0.995) + 3 * np.median(std), 3.0))
+    g = np.linspace(-lim, lim, 120)
+    zz = np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2)
+    log_q = log_mixture_density(zz, mean, std).reshape(g.size, g.size)
+    log_p = (-0.5 * np.sum(zz**2, axis=1) - np.log(2 * np.pi)).reshape(g.size, g.size)
+    ax.contourf(g, g, np.exp(log_q), levels=12, cmap="Blues")
+    ax.contour(g, g, np.exp(log_p), levels=6, colors="#dd8452", linewidths=1)
+    ax.set_title(f"{model}: q(z) (filled) vs N(0, I) (lines)")
+    ax.set_aspect("equal")
+
+
+def posterior_figure(tree: xr.DataTree) -> Figure | None:
+    """The q(z)-against-the-prior panel alone, or None without 2-D posteriors in ``/pointwise``."""
+    if "pointwise" not in tree.children or "posterior_mean" not in tree["pointwise"].to_dataset():
+        return None
+    post = tree["pointwise"].to_dataset()
+    if post.sizes.get("latent", 0) != 2:
+        return None
+    plt = _pyplot()
+    fig: Figure
+    fig, ax = plt.subplots(figsize=(5.0, 4.6))
+    _posterior_panel(ax, tree.to_dataset(), post)
     fig.tight_layout()
     return fig
