@@ -86,6 +86,11 @@ def _value(ds: xr.Dataset, term: str, model: str, prior: str) -> float:
     return float(ds[term].sel(model=model, prior=prior))
 
 
+def _label_width(cols: Sequence[tuple[str, str]]) -> int:
+    """Room for the longest ``model @ prior`` label at 12 px (about 7 px a character)."""
+    return max(120, 16 + 7 * max((len(m) + len(p) + 3 for m, p in cols), default=0))
+
+
 def decomposition_svg(ds: xr.Dataset) -> str:
     """Stacked bars: average KL = index-code MI + marginal KL, with log N as a tick."""
     cols = _columns(ds)
@@ -95,7 +100,7 @@ def decomposition_svg(ds: xr.Dataset) -> str:
         rows.append((m, p, mi, mkl, float(ds["log_n"].sel(model=m))))
     finite = [v for r in rows for v in (max(r[2], 0) + max(r[3], 0), r[4]) if math.isfinite(v)]
     top = max(finite + [1e-9]) * 1.08
-    left, width, bar, gap = 170, 480, 18, 10
+    left, width, bar, gap = _label_width(cols), 480, 18, 10
     height = 40 + len(rows) * (bar + gap)
     scale = width / top
     parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" id="decomposition" width="{left + width + 40}" '
@@ -142,7 +147,7 @@ def elbo_svg(ds: xr.Dataset) -> str:
     lo_all, hi_all = min(vals), max(vals)
     pad = (hi_all - lo_all) * 0.1 or 1.0
     lo_all, hi_all = lo_all - pad, hi_all + pad
-    left, width, row = 170, 480, 26
+    left, width, row = _label_width(cols), 480, 26
     height = 20 + len(pts) * row
 
     def sx(v: float) -> float:
