@@ -101,7 +101,7 @@ def test_5_internal_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(run_module, "build_report", broken)
+    monkeypatch.setattr(run_module, "assemble_report", broken)
     code = main(["run", "--posteriors", str(enc), "--out", str(tmp_path / "r.nc"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 5 and "internal error" in err and "a bug" in err

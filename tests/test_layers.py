@@ -17,10 +17,10 @@ import elbo_audit
 
 PKG = Path(elbo_audit.__file__).parent
 LEVEL = {
-    "_errors": 0, "_version": 0, "_reporting": 0,
+    "_errors": 0, "_version": 0, "_reporting": 0, "_signals": 0,
     "_model": 1, "_kernels": 2, "hookspecs": 2,
     "_estimation": 3, "_audit": 4, "_report": 5, "_cli": 6,
-    "testing": 7, "__init__": 7, "__main__": 7,
+    "testing": 7, "_api": 7, "__init__": 7, "__main__": 7,
 }
 # optional packages, imported where they are needed
 LAZY_OK = {"matplotlib", "matplotlib.pyplot", "pytest", "safetensors.numpy"}

@@ -10,6 +10,7 @@ import xarray as xr
 
 from .._report.build import write_report
 from .._report.gates import GateResult
+from .._report.html import render_fragment
 from .._report.summary import format_summary, summary_records
 
 __all__ = ["AuditResult"]
@@ -73,6 +74,4 @@ class AuditResult:
         return head + body + gates
 
     def _repr_html_(self) -> str:
-        from .._report.html import render_fragment
-
         return render_fragment(self._tree)

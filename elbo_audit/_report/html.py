@@ -25,6 +25,7 @@ from typing import Any
 import xarray as xr
 
 from .._errors import UsageError
+from .plot import _pyplot, posterior_figure
 from .summary import summary_records, table_notes, table_terms
 from .tables import fmt_interval, fmt_value
 
@@ -191,8 +192,6 @@ def comparison_table(ds: xr.Dataset, term: str, label: str) -> str:
 
 def _posterior_png(tree: xr.DataTree) -> str | None:
     """q(z) against the prior as a base64 PNG, when the report has 2-D posteriors and matplotlib is there."""
-    from .plot import _pyplot, posterior_figure
-
     try:
         plt = _pyplot()
     except UsageError:  # no matplotlib: the page goes without the picture
