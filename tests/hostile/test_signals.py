@@ -1,0 +1,58 @@
+"""SIGINT and SIGTERM in a real process: exit 130 / 143, one line, no traceback, nothing written.
+
+The window is made certain with a handshake rather than a sleep: the model's
+factory writes a file and then blocks, and the signal is sent only once that
+file exists, so the signal always arrives while the run is inside user code,
+before any report exists.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FACTORY = """
+import pathlib, time
+def build():
+    pathlib.Path("started").write_text("1")
+    time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_inside_user_code_ends_the_run_cleanly(tmp_path: Path, sig: int, code: int, word: str) -> None:
+    (tmp_path / "slow_model.py").write_text(FACTORY)
+    np.save(tmp_path / "x.npy", np.zeros((10, 4)))
+    before = set(os.listdir(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "elbo_audit", "run", "--model", "slow_model.py:build", "--data", "x.npy",
+         "--out", "r.nc", "--quiet"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the factory never started"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and word in lines[0] and "Traceback" not in err, err
+    assert out == ""
+    assert set(os.listdir(tmp_path)) == before | {"started"}   # no report, no temporary file
