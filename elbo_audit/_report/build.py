@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -254,9 +254,22 @@ def write_report(tree: xr.DataTree, path: str | os.PathLike[str]) -> Path:
     clean_stale(folder)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
     os.close(fd)
-    try:
+
+    def write(name: str) -> None:
         with deferred():
-            tree.to_netcdf(tmp, engine="netcdf4")
+            tree.to_netcdf(name, engine="netcdf4")
+
+    replace_atomically(tmp, path, write)
+    return path
+
+
+def replace_atomically(tmp: str, path: Path, write: Callable[[str], None]) -> None:
+    """``write(tmp)``, then give ``tmp`` an ordinary file's permissions and rename it to ``path``.
+
+    On any failure or interruption ``tmp`` is removed and ``path`` is left as it was.
+    """
+    try:
+        write(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
@@ -265,4 +278,3 @@ def write_report(tree: xr.DataTree, path: str | os.PathLike[str]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path

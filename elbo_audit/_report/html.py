@@ -25,6 +25,7 @@ from typing import Any
 import xarray as xr
 
 from .._errors import UsageError
+from .build import replace_atomically
 from .plot import _pyplot, posterior_figure
 from .summary import summary_records, table_notes, table_terms
 from .tables import fmt_interval, fmt_value
@@ -290,15 +291,10 @@ def write_html(report: str | os.PathLike[str], out: str | os.PathLike[str]) -> P
     with xr.open_datatree(report, engine="netcdf4") as tree:
         page = render_page(tree.load(), source=Path(report).name)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.close(fd)
+
+    def write(name: str) -> None:
+        Path(name).write_text(page, encoding="utf-8")
+
+    replace_atomically(tmp, out, write)
     return out
