@@ -20,12 +20,13 @@ from .._errors import ModelError
 from .._estimation.adaptive import AdaptiveRecord, decompose_priors_to_target, estimate_to_target
 from .._estimation.estimators import KLDecomposition, decompose_from_sweep
 from .._estimation.mc import TermEstimate, stratified_estimate
+from .._estimation.per_latent import DEFAULT_ACTIVE_THRESHOLD, LatentTerms, latent_terms
 from .._estimation.sweep import Sweep, draw_sweep
 from .._kernels.mixture import Engine
 from .._kernels.numpy_backend import Form, NumpyBackend
 from .._model.families import DiagonalGaussian
 from .._model.protocols import AuditModel, Decoder, Encoder, Prior
-from .._model.streams import KL, RECONSTRUCTION, stream
+from .._model.streams import KL, LATENT, RECONSTRUCTION, stream
 from .._reporting import SILENT, Reporter
 
 __all__ = [
@@ -86,6 +87,7 @@ class AuditSettings:
     confidence_level: float = 0.95
     ci_method: str = "bca"
     interaction_adjust: bool = True
+    active_threshold: float = DEFAULT_ACTIVE_THRESHOLD
 
     @property
     def needs_interaction(self) -> bool:
@@ -100,6 +102,7 @@ class AuditSettings:
             "variance_points": self.variance_points,
             "marginal_samples": self.marginal_samples,
             "pairwise_form": self.form,
+            "active_threshold": float(self.active_threshold),
             **(
                 {}
                 if self.target_se is None
@@ -144,6 +147,7 @@ class ModelAudit:
     interaction: NDArray[np.float64] | None = None
     backend: str = "numpy"
     precision: str = "float64"
+    latent: LatentTerms | None = None
 
     @property
     def log_n(self) -> float:
@@ -390,9 +394,15 @@ def audit_encodings(
             )
     eng = engine or _default_engine(settings)
     by_prior, sweep = _decompose(q, priors, reconstruction, settings, eng, reporter)
+    latent = latent_terms(
+        q, dict(priors), stream(settings.seed, LATENT),
+        n_resamples=settings.n_resamples, confidence_level=settings.confidence_level,
+        active_threshold=settings.active_threshold,
+    )
     return ModelAudit(
         name, adapter, q.n_points, q.n_latent, by_prior, q, dict(attrs or {}),
         interaction=sweep.interaction, backend=eng.backend.name, precision=sweep.precision,
+        latent=latent,
     )
 
 

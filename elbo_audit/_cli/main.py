@@ -23,6 +23,7 @@ from .._estimation.bootstrap import CI_METHODS
 from .._report.compare import compare_reports, format_comparison
 from .._report.gates import evaluate_gates, format_gates, parse_gate, read_gates
 from .._report.html import write_html
+from .._report.latents import format_latents, latent_records
 from .._report.plot import plot_report
 from .._report.schema import open_report, require_valid, validate_report
 from .._report.summary import format_summary
@@ -217,14 +218,18 @@ def _cmd_show(args: argparse.Namespace) -> int:
     require_valid(args.report)
     ds = open_report(args.report)
     text = format_summary(ds, args.format)
+    latents = latent_records(ds) if args.format == "json" else []
+    text_latents = format_latents(ds, args.format) if args.format != "json" else ""
     ds.close()
     gates = read_gates(args.report)
     if args.format == "json":
         doc = json.loads(text)
         doc["gates"] = gates
+        doc["latents"] = latents
         print(json.dumps(doc, indent=2))
     else:
         print(text, end="")
+        print(text_latents, end="")
         print(format_gates(gates, args.format), end="")
     if args.plot:
         plot_report(args.report, args.plot)

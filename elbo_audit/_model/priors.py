@@ -77,6 +77,16 @@ class DiagonalGaussianPrior:
         """-E_{q(z|x_n)}[log p(z)] in closed form, shape (N,)."""
         return q.cross_entropy_gaussian(self.mean, self.std)
 
+    def marginal_cross_entropy(self, q: DiagonalGaussian) -> NDArray[np.float64]:
+        """-E_{q(z_j|x_n)}[log p_j(z_j)] per data point and latent, shape (N, D).
+
+        Closed form: log s_j + 0.5 log 2 pi + (sigma_nj^2 + (mu_nj - m_j)^2) / (2 s_j^2);
+        its sum over j is :meth:`cross_entropy`.
+        """
+        quad = (q.std**2 + (q.mean - self.mean) ** 2) / self.std**2
+        out: NDArray[np.float64] = np.log(self.std) + 0.5 * LOG_2PI + 0.5 * quad
+        return out
+
 
 def StandardNormal(n_latent: int) -> DiagonalGaussianPrior:
     """The isotropic standard normal prior N(0, I) in ``n_latent`` dimensions."""
@@ -138,6 +148,9 @@ class LazyStandardNormal:
 
     def cross_entropy(self, q: DiagonalGaussian) -> NDArray[np.float64]:
         return self._prior().cross_entropy(q)
+
+    def marginal_cross_entropy(self, q: DiagonalGaussian) -> NDArray[np.float64]:
+        return self._prior().marginal_cross_entropy(q)
 
 
 @final

@@ -29,7 +29,8 @@ class Prior(Protocol):
     ``sample``. Optional: ``cross_entropy(q) -> (N,)`` (closed-form
     -E_q[log p(z)], enables an analytic ``avg_kl``) and
     ``marginal_log_prob(z) -> (S, D)`` (needed for ``dimwise_kl`` when
-    ``factorised`` is true).
+    ``factorised`` is true) and ``marginal_cross_entropy(q) -> (N, D)``
+    (closed-form -E_q[log p_j(z_j)] per latent, enables ``latent_kl``).
     """
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BOOTSTRAP", "INTERACTION", "KL", "RECONSTRUCTION", "stream"]
+__all__ = ["BOOTSTRAP", "INTERACTION", "KL", "LATENT", "RECONSTRUCTION", "stream"]
 
 #: Draws of z for the KL side (shared by every prior of a model).
 KL = 0
@@ -21,6 +21,8 @@ BOOTSTRAP = 2
 #: Fresh draws of :func:`elbo_audit._estimation.interaction.mixture_interaction`
 #: (an audit takes the interaction from its KL draws instead).
 INTERACTION = 3
+#: Resampling counts of the per-latent intervals (``latent_kl``, ``posterior_mean_variance``).
+LATENT = 4
 
 
 def stream(seed: int, purpose: int) -> np.random.Generator:

@@ -47,7 +47,9 @@ TERM_INFO: tuple[Term, ...] = (
 TERMS: tuple[str, ...] = tuple(t.name for t in TERM_INFO)
 #: Long names (netCDF ``long_name``), including ``log_n``.
 LONG_NAMES: dict[str, str] = {t.name: t.long_name for t in TERM_INFO} | {
-    "log_n": "log N, the ceiling of index_code_mi"
+    "log_n": "log N, the ceiling of index_code_mi",
+    "latent_kl": "KL(q(z_j|x_n) || p(z_j)) per latent, averaged over data points",
+    "posterior_mean_variance": "variance over data points of the posterior mean E_q[z_j|x_n]",
 }
 #: Short labels for tables.
 SHORT_LABELS: dict[str, str] = {t.name: t.label for t in TERM_INFO}

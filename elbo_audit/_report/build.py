@@ -158,7 +158,9 @@ def build_report(
         np.array([json.dumps(a.attrs, sort_keys=True, default=str) for a in audits], dtype=object),
         {"long_name": "model provenance (artifacts, sha256, flags) as JSON"},
     )
-    coords = {"model": models, "prior": priors, "ci_bound": ["lower", "upper"]}
+    d_max = max(a.n_latent for a in audits)
+    data.update(_latent_variables(audits, priors, d_max, confidence_level))
+    coords = {"model": models, "prior": priors, "ci_bound": ["lower", "upper"], "latent": np.arange(d_max)}
     root = xr.Dataset(data, coords=coords)
     root.attrs.update(
         {
@@ -214,7 +216,6 @@ def build_report(
             t: (("model", "prior", "datapoint"), points[t], {"units": "nat", "long_name": f"per-datapoint {t}"})
             for t in TERMS
         }
-        d_max = max(a.n_latent for a in audits)
         post_mean = np.full((len(models), n, d_max), np.nan)
         post_std = np.full((len(models), n, d_max), np.nan)
         for i, a in enumerate(audits):
@@ -226,6 +227,56 @@ def build_report(
             pw, coords={"model": models, "prior": priors, "datapoint": np.arange(n), "latent": np.arange(d_max)}
         )
     return xr.DataTree.from_dict(tree)
+
+
+def _latent_variables(
+    audits: Sequence[ModelAudit], priors: Sequence[str], d_max: int, confidence_level: float
+) -> dict[str, Any]:
+    """The per-latent variables over ``latent`` (NaN past a model's own D, or without a closed form)."""
+    m, p = len(audits), len(priors)
+    kl = np.full((m, p, d_max), np.nan)
+    kl_ci = np.full((m, p, d_max, 2), np.nan)
+    var = np.full((m, d_max), np.nan)
+    var_ci = np.full((m, d_max, 2), np.nan)
+    active = np.full((m, d_max), -1, dtype=np.int8)
+    threshold = np.nan
+    for i, a in enumerate(audits):
+        lt = a.latent
+        if lt is None:
+            continue
+        d = a.n_latent
+        threshold = lt.active_threshold
+        var[i, :d] = lt.posterior_mean_variance
+        active[i, :d] = lt.active
+        if lt.posterior_mean_variance_ci is not None:
+            var_ci[i, :d] = lt.posterior_mean_variance_ci
+        for j, prior in enumerate(priors):
+            if prior in lt.latent_kl:
+                kl[i, j, :d] = lt.latent_kl[prior]
+            if prior in lt.latent_kl_ci:
+                kl_ci[i, j, :d] = lt.latent_kl_ci[prior]
+    level = f"{confidence_level:.0%} percentile bootstrap interval over data points"
+    n_active = np.where(active >= 0, active, 0).sum(axis=1).astype(np.int32)
+    return {
+        "latent_kl": (
+            ("model", "prior", "latent"), kl,
+            {"units": "nat", "long_name": LONG_NAMES["latent_kl"],
+             "estimator": "closed form per data point, averaged (factorised Gaussian priors only)"},
+        ),
+        "latent_kl_ci": (("model", "prior", "latent", "ci_bound"), kl_ci, {"units": "nat", "long_name": f"{level} of latent_kl"}),
+        "posterior_mean_variance": (
+            ("model", "latent"), var, {"long_name": LONG_NAMES["posterior_mean_variance"]},
+        ),
+        "posterior_mean_variance_ci": (
+            ("model", "latent", "ci_bound"), var_ci, {"long_name": f"{level} of posterior_mean_variance"},
+        ),
+        "active": (
+            ("model", "latent"), active,
+            {"long_name": "active unit (posterior_mean_variance > active_threshold): 1 yes, 0 no, -1 no such latent",
+             "active_threshold": float(threshold)},
+        ),
+        "n_active": (("model",), n_active, {"long_name": "number of active latent units"}),
+    }
 
 
 def _attr(value: Any) -> Any:

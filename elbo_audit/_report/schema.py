@@ -18,6 +18,16 @@ REQUIRED_ATTRS = (
     "samples_per_point", "reconstruction_samples", "confidence_level", "ci_method", "n_resamples",
 )
 
+#: The per-latent variables (checked when present: reports written before they existed lack them).
+_LATENT_DIMS: dict[str, tuple[str, ...]] = {
+    "latent_kl": ("model", "prior", "latent"),
+    "latent_kl_ci": ("model", "prior", "latent", "ci_bound"),
+    "posterior_mean_variance": ("model", "latent"),
+    "posterior_mean_variance_ci": ("model", "latent", "ci_bound"),
+    "active": ("model", "latent"),
+    "n_active": ("model",),
+}
+
 
 def open_report(path: str | Path) -> xr.Dataset:
     """Open a report's root group, with one clear error if it is not one."""
@@ -71,6 +81,11 @@ def validate_report(path: str | Path) -> list[str]:
                 for attr in ("long_name", "estimator"):
                     if attr not in ds[term].attrs:
                         problems.append(f"variable {term!r} lacks attribute {attr!r}")
+        for name, dims in _LATENT_DIMS.items():
+            if name in ds and tuple(ds[name].dims) != dims:
+                problems.append(f"variable {name!r} has dims {tuple(ds[name].dims)}, expected {dims}")
+        if "latent_kl" in ds and ds["latent_kl"].attrs.get("units") != "nat":
+            problems.append("variable 'latent_kl' lacks units = 'nat'")
         if "log_n" in ds and "index_code_mi" in ds:
             over = (ds["index_code_mi"] > ds["log_n"] + 1e-9).any().item()
             if over:
