@@ -81,9 +81,9 @@ def validate_report(path: str | Path) -> list[str]:
                 for attr in ("long_name", "estimator"):
                     if attr not in ds[term].attrs:
                         problems.append(f"variable {term!r} lacks attribute {attr!r}")
-        for name, dims in _LATENT_DIMS.items():
-            if name in ds and tuple(ds[name].dims) != dims:
-                problems.append(f"variable {name!r} has dims {tuple(ds[name].dims)}, expected {dims}")
+        for name, want in _LATENT_DIMS.items():
+            if name in ds and tuple(ds[name].dims) != want:
+                problems.append(f"variable {name!r} has dims {tuple(ds[name].dims)}, expected {want}")
         if "latent_kl" in ds and ds["latent_kl"].attrs.get("units") != "nat":
             problems.append("variable 'latent_kl' lacks units = 'nat'")
         if "log_n" in ds and "index_code_mi" in ds:
