@@ -7,6 +7,7 @@ a CLI report holds the variables with the schema's dims.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -114,3 +115,50 @@ def test_report_holds_the_per_latent_variables(tmp_path: Path, capsys: pytest.Ca
         np.testing.assert_allclose(ds["posterior_mean_variance"].values[0], np.var(mean, axis=0), rtol=1e-12)
         lo, hi = ds["latent_kl_ci"].values[0, 0, 0]
         assert lo < truth[0] < hi
+
+
+def test_latent_marginal_kl_sums_to_dimwise_kl_and_matches_the_closed_form(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # every posterior the same N(m, s^2): q(z_j) = N(m_j, s_j^2), so KL(q(z_j) || N(0, 1)) is closed form
+    n = 600
+    m, s = np.array([0.8, 0.0, -1.5]), np.array([0.5, 1.0, 2.0])
+    enc = tmp_path / "enc.npz"
+    np.savez(enc, mean=np.tile(m, (n, 1)), log_std=np.tile(np.log(s), (n, 1)))
+    out = tmp_path / "r.nc"
+    code = main(["run", "--posteriors", str(enc), "--out", str(out), "--bootstrap", "0", "--quiet"])
+    capsys.readouterr()
+    assert code == 0
+    truth = 0.5 * (s**2 + m**2 - 1.0) - np.log(s)
+    with xr.open_dataset(out) as ds:
+        value = ds["latent_marginal_kl"].values[0, 0]
+        se = ds["latent_marginal_kl_se"].values[0, 0]
+        assert ds["latent_marginal_kl"].dims == ("model", "prior", "latent")
+        assert value.sum() == pytest.approx(float(ds["dimwise_kl"][0, 0]), rel=1e-12, abs=1e-12)
+        # q(z_1) is the prior itself: zero up to the rounding of the gemm form of the kernels (~1e-8)
+        assert value[1] == pytest.approx(0.0, abs=1e-7)
+        assert np.all(se[[0, 2]] > 0)
+        assert np.all(np.abs(value - truth)[[0, 2]] <= 4 * se[[0, 2]])
+
+
+def test_show_prints_the_per_latent_table_sorted_by_kl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(2)
+    n = 300
+    # latent 1 carries the most KL, latent 0 none
+    mean = np.column_stack([np.zeros(n), 2.0 * rng.normal(size=n), rng.normal(size=n)])
+    log_std = np.column_stack([np.zeros(n), np.full(n, -2.0), np.full(n, -0.5)])
+    enc = tmp_path / "enc.npz"
+    np.savez(enc, mean=mean, log_std=log_std)
+    out = tmp_path / "r.nc"
+    assert main(["run", "--posteriors", str(enc), "--out", str(out), "--bootstrap", "50", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    text = capsys.readouterr().out
+    table = text[text.index("Per-latent terms of enc"):].splitlines()
+    order = [line.split()[0] for line in table[3:6]]
+    assert order == ["1", "2", "0"]
+    assert "2 of 3 latents active" in text
+    assert main(["show", str(out), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["latent"] for r in doc["latents"]] == [1, 2, 0]
+    assert [r["active"] for r in doc["latents"]] == [True, True, False]

@@ -74,6 +74,9 @@ class KLDecomposition:
     n_points: int
     samples_per_point: int
     marginal_samples: int
+    #: Per latent j, KL(q(z_j) || p(z_j)) (the summands of ``dimwise_kl``) and
+    #: their Monte Carlo standard errors, each shape (D,); None unless factorised.
+    latent_marginal_kl: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
 
     def terms(self) -> dict[str, TermEstimate]:
         """The terms by their DESIGN.md names."""
@@ -216,11 +219,21 @@ def decompose_from_sweep(
 
     how = f"exact marginals q(z_j), Monte Carlo over {m} outer samples"
     tc = subset_estimate(tc_s, pilot_tc, how, sub_m, n)
+    per_latent = None
     if dw_s is not None:
         dwkl = subset_estimate(dw_s, pilot_dw, how, sub_m, n)
+        dw_j = log_marg - dens.marginal_log_prob(z_m)
+        dw2_j = marg2 - dens.marginal_log_prob(second.z) if at_m.size else None
+        cols = [
+            subset_estimate(
+                dw_j[:, j], None if dw2_j is None else (dw_j[at_m, j], dw2_j[:, j]), how, sub_m, n
+            )
+            for j in range(dw_j.shape[1])
+        ]
+        per_latent = (np.array([c.value for c in cols]), np.array([c.se for c in cols]))
     else:
         dwkl = TermEstimate.not_evaluated(f"prior {prior.name!r} is not factorised")
-    return KLDecomposition(kl, mi, mkl, tc, dwkl, residual, log_n, n, k, m)
+    return KLDecomposition(kl, mi, mkl, tc, dwkl, residual, log_n, n, k, m, per_latent)
 
 
 def decompose_kl(

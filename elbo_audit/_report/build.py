@@ -239,6 +239,8 @@ def _latent_variables(
     var = np.full((m, d_max), np.nan)
     var_ci = np.full((m, d_max, 2), np.nan)
     active = np.full((m, d_max), -1, dtype=np.int8)
+    mkl = np.full((m, p, d_max), np.nan)
+    mkl_se = np.full((m, p, d_max), np.nan)
     threshold = np.nan
     for i, a in enumerate(audits):
         lt = a.latent
@@ -251,6 +253,9 @@ def _latent_variables(
         if lt.posterior_mean_variance_ci is not None:
             var_ci[i, :d] = lt.posterior_mean_variance_ci
         for j, prior in enumerate(priors):
+            pa = a.by_prior.get(prior)
+            if pa is not None and pa.kl.latent_marginal_kl is not None:
+                mkl[i, j, :d], mkl_se[i, j, :d] = pa.kl.latent_marginal_kl
             if prior in lt.latent_kl:
                 kl[i, j, :d] = lt.latent_kl[prior]
             if prior in lt.latent_kl_ci:
@@ -264,6 +269,16 @@ def _latent_variables(
              "estimator": "closed form per data point, averaged (factorised Gaussian priors only)"},
         ),
         "latent_kl_ci": (("model", "prior", "latent", "ci_bound"), kl_ci, {"units": "nat", "long_name": f"{level} of latent_kl"}),
+        "latent_marginal_kl": (
+            ("model", "prior", "latent"), mkl,
+            {"units": "nat", "long_name": LONG_NAMES["latent_marginal_kl"],
+             "estimator": "exact marginals q(z_j), Monte Carlo over the outer samples of dimwise_kl "
+                          "(factorised priors only)"},
+        ),
+        "latent_marginal_kl_se": (
+            ("model", "prior", "latent"), mkl_se,
+            {"units": "nat", "long_name": "Monte Carlo standard error of latent_marginal_kl (dataset fixed)"},
+        ),
         "posterior_mean_variance": (
             ("model", "latent"), var, {"long_name": LONG_NAMES["posterior_mean_variance"]},
         ),

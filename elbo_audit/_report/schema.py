@@ -22,6 +22,8 @@ REQUIRED_ATTRS = (
 _LATENT_DIMS: dict[str, tuple[str, ...]] = {
     "latent_kl": ("model", "prior", "latent"),
     "latent_kl_ci": ("model", "prior", "latent", "ci_bound"),
+    "latent_marginal_kl": ("model", "prior", "latent"),
+    "latent_marginal_kl_se": ("model", "prior", "latent"),
     "posterior_mean_variance": ("model", "latent"),
     "posterior_mean_variance_ci": ("model", "latent", "ci_bound"),
     "active": ("model", "latent"),
