@@ -17,7 +17,7 @@ import xarray as xr
 from scipy import integrate
 
 from elbo_audit._cli.main import main
-from elbo_audit._estimation.per_latent import latent_kl, latent_terms, posterior_mean_variance
+from elbo_audit._estimation.per_latent import latent_kl, latent_terms
 from elbo_audit._model.families import DiagonalGaussian
 from elbo_audit._model.priors import DiagonalGaussianPrior, MixtureOfGaussians, StandardNormal
 
