@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, final
 
 import numpy as np
@@ -26,8 +26,9 @@ from .._kernels.mixture import Engine
 from .._kernels.numpy_backend import Form, NumpyBackend
 from .._model.families import DiagonalGaussian
 from .._model.protocols import AuditModel, Decoder, Encoder, Prior
-from .._model.streams import KL, LATENT, RECONSTRUCTION, stream
+from .._model.streams import IMPORTANCE, KL, LATENT, RECONSTRUCTION, stream
 from .._reporting import SILENT, Reporter
+from .importance import IW_TERMS, inference_gap, iw_log_likelihood
 
 __all__ = [
     "AuditSettings",
@@ -88,6 +89,7 @@ class AuditSettings:
     ci_method: str = "bca"
     interaction_adjust: bool = True
     active_threshold: float = DEFAULT_ACTIVE_THRESHOLD
+    iw_samples: int = 0
 
     @property
     def needs_interaction(self) -> bool:
@@ -103,6 +105,7 @@ class AuditSettings:
             "marginal_samples": self.marginal_samples,
             "pairwise_form": self.form,
             "active_threshold": float(self.active_threshold),
+            "iw_samples": int(self.iw_samples),
             **(
                 {}
                 if self.target_se is None
@@ -125,10 +128,13 @@ class PriorAudit:
     reconstruction: TermEstimate
     elbo: TermEstimate
     adaptive: AdaptiveRecord | None = None
+    #: ``log_likelihood`` and ``inference_gap`` when importance weighting ran (else empty).
+    importance: dict[str, TermEstimate] = field(default_factory=dict)
 
     def terms(self) -> dict[str, TermEstimate]:
         out = {"reconstruction": self.reconstruction, "elbo": self.elbo}
         out.update(self.kl.terms())
+        out.update(self.importance)
         return out
 
 
@@ -261,6 +267,13 @@ def _decode_batch(
     idx = np.arange(start, stop)
     eps = rng.standard_normal((idx.size, k, q.n_latent))
     z = q.mean[idx, None, :] + q.std[idx, None, :] * eps
+    return _call_decoder(decoder, x, z, start, stop, model)
+
+
+def _call_decoder(
+    decoder: Decoder, x: NDArray[Any], z: NDArray[np.float64], start: int, stop: int, model: str
+) -> NDArray[np.float64]:
+    """log p(x_b | z_bk) for the data points start..stop-1, checked (ModelError naming them)."""
     try:
         ll = decoder.log_likelihood(x[start:stop], z)
     except ModelError as exc:
@@ -270,7 +283,7 @@ def _decode_batch(
             f"model {model!r}: decoder raised on data points {start}..{stop - 1}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    return _check_loglik(ll, (idx.size, k), start, model)
+    return _check_loglik(ll, (stop - start, z.shape[1]), start, model)
 
 
 def supplied_reconstruction(samples: NDArray[np.float64]) -> TermEstimate:
@@ -478,10 +491,29 @@ def audit_model(
     if callable(extra_priors):
         extra_priors = extra_priors(q)
     priors.update(extra_priors or {})
-    return audit_encodings(
+    audit = audit_encodings(
         model.name, q, priors, recon, settings,
         adapter=model.adapter, attrs=attrs, engine=engine, reporter=reporter,
     )
+    if model.decoder is None or settings.iw_samples < 1:
+        return audit
+    decoder = model.decoder
+
+    def decode(start: int, stop: int, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        return _call_decoder(decoder, x, z, start, stop, model.name)
+
+    ll = iw_log_likelihood(
+        decode, model.prior, q, stream(settings.seed, IMPORTANCE), settings.iw_samples,
+        settings.batch_size, model=model.name, reporter=reporter,
+    )
+    other = TermEstimate.not_evaluated("importance weighting uses the model's own prior only")
+    for label, pa in audit.by_prior.items():
+        terms = (
+            {"log_likelihood": ll, "inference_gap": inference_gap(ll, pa.elbo)}
+            if label == "native" else {t: other for t in IW_TERMS}
+        )
+        audit.by_prior[label] = replace(pa, importance=terms)
+    return audit
 
 
 def _draw_budget(settings: AuditSettings) -> int | None:

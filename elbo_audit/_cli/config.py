@@ -31,6 +31,8 @@ Example::
     reconstruction_samples = 2
     marginal_samples = 2048
     batch_size = 1000
+    iw_samples = 1000           # optional: importance samples for log_likelihood (default 0: off)
+    active_threshold = 0.01     # variance of posterior means above which a latent is active
     backend = "native"          # optional: a compute backend (elbo-audit backends);
     precision = "float32"       #   default the fastest available, in its own precision
     device = "cuda"             # optional: the backend's device (default its own)
@@ -105,6 +107,8 @@ class RunConfig:
     reconstruction_samples: int = 2
     marginal_samples: int = 2048
     batch_size: int = 1000
+    iw_samples: int = 0
+    active_threshold: float = 0.01
     target_se: float | None = None
     max_seconds: float | None = None
     max_samples_per_point: int | None = None
@@ -132,6 +136,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "seed": (int, "seed"), "samples_per_point": (int, "samples_per_point"),
         "reconstruction_samples": (int, "reconstruction_samples"),
         "marginal_samples": (int, "marginal_samples"), "batch_size": (int, "batch_size"),
+        "iw_samples": (int, "iw_samples"), "active_threshold": (_NUM, "active_threshold"),
         "target_se": (_NUM, "target_se"), "max_seconds": (_NUM, "max_seconds"),
         "max_samples_per_point": (int, "max_samples_per_point"),
         "backend": (str, "backend"), "precision": (str, "precision"),

@@ -102,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--samples-per-point", type=int, metavar="K", help="draws of z per data point, KL side (default 1)")
     est.add_argument("--reconstruction-samples", type=int, metavar="K", help="draws of z per data point, reconstruction (default 2)")
     est.add_argument("--marginal-samples", type=int, metavar="M", help="outer samples for total_correlation, dimwise_kl (default 2048)")
+    est.add_argument(
+        "--iw-samples", type=int, nargs="?", const=1000, metavar="K",
+        help="importance samples per data point for log_likelihood and inference_gap "
+        "(a model with a decoder; bare: 1000; default 0, off)",
+    )
+    est.add_argument(
+        "--active-threshold", type=float, metavar="V",
+        help="a latent is active when the variance of its posterior means exceeds V (default 0.01)",
+    )
     est.add_argument("--bootstrap", type=int, metavar="B", help="bootstrap resamples, 0 for none (default 1000)")
     est.add_argument("--confidence", type=float, metavar="LEVEL", help="confidence level (default 0.95)")
     est.add_argument(

@@ -51,7 +51,7 @@ _OVERRIDES = {
     "binarize": "binarize", "limit": "limit", "posteriors": "posteriors",
     "ci_method": "ci_method", "target_se": "target_se", "max_seconds": "max_seconds",
     "max_samples_per_point": "max_samples_per_point", "backend": "backend", "precision": "precision",
-    "scheduler": "scheduler",
+    "scheduler": "scheduler", "iw_samples": "iw_samples", "active_threshold": "active_threshold",
 }
 
 
@@ -188,6 +188,8 @@ def _settings(cfg: RunConfig) -> AuditSettings:
         confidence_level=cfg.confidence,
         ci_method=cfg.ci_method,
         interaction_adjust=cfg.interaction_adjust,
+        iw_samples=cfg.iw_samples,
+        active_threshold=float(cfg.active_threshold),
     )
 
 

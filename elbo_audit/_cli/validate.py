@@ -48,6 +48,8 @@ def check_numbers(cfg: RunConfig) -> None:
     for name in ("samples_per_point", "reconstruction_samples", "marginal_samples", "batch_size"):
         _int(name.replace("_", "-"), getattr(cfg, name), 1, MAX_COUNT)
     _int("bootstrap resamples", cfg.resamples, 0, MAX_COUNT)
+    _int("iw-samples", cfg.iw_samples, 0, MAX_COUNT)
+    _float("active-threshold", cfg.active_threshold, 0.0, math.inf)
     _float("confidence", cfg.confidence, 0.0, 1.0, open_lo=True, open_hi=True)
     if cfg.target_se is not None:
         _float("target-se", cfg.target_se, 0.0, math.inf, open_lo=True)

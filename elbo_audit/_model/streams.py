@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BOOTSTRAP", "INTERACTION", "KL", "LATENT", "RECONSTRUCTION", "stream"]
+__all__ = ["BOOTSTRAP", "IMPORTANCE", "INTERACTION", "KL", "LATENT", "RECONSTRUCTION", "stream"]
 
 #: Draws of z for the KL side (shared by every prior of a model).
 KL = 0
@@ -23,6 +23,8 @@ BOOTSTRAP = 2
 INTERACTION = 3
 #: Resampling counts of the per-latent intervals (``latent_kl``, ``posterior_mean_variance``).
 LATENT = 4
+#: Draws of z for the importance-weighted ``log_likelihood``.
+IMPORTANCE = 5
 
 
 def stream(seed: int, purpose: int) -> np.random.Generator:

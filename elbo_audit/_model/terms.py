@@ -48,6 +48,8 @@ TERMS: tuple[str, ...] = tuple(t.name for t in TERM_INFO)
 #: Long names (netCDF ``long_name``), including ``log_n``.
 LONG_NAMES: dict[str, str] = {t.name: t.long_name for t in TERM_INFO} | {
     "log_n": "log N, the ceiling of index_code_mi",
+    "log_likelihood": "importance-weighted lower bound on log p(x_n), averaged over data points",
+    "inference_gap": "log_likelihood - elbo, the inference gap (biased low)",
     "latent_kl": "KL(q(z_j|x_n) || p(z_j)) per latent, averaged over data points",
     "latent_marginal_kl": "KL(q(z_j) || p(z_j)) per latent, the summands of dimwise_kl",
     "posterior_mean_variance": "variance over data points of the posterior mean E_q[z_j|x_n]",

@@ -37,7 +37,10 @@ def _estimators(audits: Sequence[ModelAudit], term: str) -> str:
     seen: list[str] = []
     for a in audits:
         for pa in a.by_prior.values():
-            how = pa.terms()[term].estimator
+            est = pa.terms().get(term)
+            if est is None:
+                continue
+            how = est.estimator
             if how not in seen:
                 seen.append(how)
     return "; ".join(seen)
@@ -95,14 +98,18 @@ def build_report(
     for a in audits:
         priors += [p for p in a.by_prior if p not in priors]
 
+    terms = list(TERMS)
+    for a in audits:
+        for pa in a.by_prior.values():
+            terms += [t for t in pa.terms() if t not in terms]
     shape = (len(models), len(priors))
-    values = {t: np.full(shape, np.nan) for t in TERMS}
-    ses = {t: np.full(shape, np.nan) for t in TERMS}
-    cis = {t: np.full((*shape, 2), np.nan) for t in TERMS}
-    reps = {t: np.full((*shape, n_resamples), np.nan) for t in TERMS}
-    accel = {t: np.full(shape, np.nan) for t in TERMS}
+    values = {t: np.full(shape, np.nan) for t in terms}
+    ses = {t: np.full(shape, np.nan) for t in terms}
+    cis = {t: np.full((*shape, 2), np.nan) for t in terms}
+    reps = {t: np.full((*shape, n_resamples), np.nan) for t in terms}
+    accel = {t: np.full(shape, np.nan) for t in terms}
     adaptive: dict[str, dict[str, Any]] = {}
-    points = {t: np.full((*shape, n), np.nan) for t in TERMS} if pointwise else {}
+    points = {t: np.full((*shape, n), np.nan) for t in terms} if pointwise else {}
     family = np.full(shape, "", dtype=object)
     for i, a in enumerate(audits):
         for j, p in enumerate(priors):
@@ -132,7 +139,7 @@ def build_report(
 
     dims = ("model", "prior")
     data: dict[str, Any] = {}
-    for t in TERMS:
+    for t in terms:
         attrs = {"units": "nat", "long_name": LONG_NAMES[t], "estimator": _estimators(audits, t)}
         data[t] = (dims, values[t], attrs)
         data[f"{t}_se"] = (
@@ -200,9 +207,9 @@ def build_report(
     tree = {"/": root}
     rep_vars: dict[str, tuple[tuple[str, ...], Any, dict[str, str]]] = {
         t: (("model", "prior", "replicate"), reps[t], {"units": "nat", "long_name": f"bootstrap replicates of {t}"})
-        for t in TERMS
+        for t in terms
     }
-    for t in TERMS:
+    for t in terms:
         rep_vars[f"{t}_acceleration"] = (
             ("model", "prior"),
             accel[t],
@@ -214,7 +221,7 @@ def build_report(
     if pointwise:
         pw = {
             t: (("model", "prior", "datapoint"), points[t], {"units": "nat", "long_name": f"per-datapoint {t}"})
-            for t in TERMS
+            for t in terms
         }
         post_mean = np.full((len(models), n, d_max), np.nan)
         post_std = np.full((len(models), n, d_max), np.nan)

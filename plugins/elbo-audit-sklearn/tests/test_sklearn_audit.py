@@ -58,3 +58,17 @@ def test_audit_is_deterministic_for_a_seed() -> None:
     a = audit_model(wrap_estimator(est, "m"), x, settings).by_prior["native"]
     b = audit_model(wrap_estimator(est, "m"), x, settings).by_prior["native"]
     assert a.elbo.value == b.elbo.value and a.kl.index_code_mi.value == b.kl.index_code_mi.value
+
+
+def test_importance_weighted_log_likelihood_equals_sklearn_score() -> None:
+    # the posterior is exact, so every importance weight is p(x_n): the bound is score_samples exactly
+    est = digits_factor_analysis()
+    x = load_digits_dataset().x[:300]
+    result = audit_model(wrap_estimator(est, "m"), x, AuditSettings(seed=0, iw_samples=5, n_resamples=0))
+    native = result.by_prior["native"]
+    ll = native.importance["log_likelihood"]
+    np.testing.assert_allclose(ll.pointwise, est.score_samples(x), rtol=1e-9)
+    assert ll.value == pytest.approx(est.score(x), rel=1e-9)
+    gap = native.importance["inference_gap"]
+    assert abs(gap.value) < 4.0 * gap.se, (gap.value, gap.se)
+    assert result.by_prior["native"].importance["inference_gap"].se > 0.0
