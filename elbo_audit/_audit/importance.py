@@ -20,14 +20,13 @@ from numpy.typing import NDArray
 
 from .._estimation.mc import TermEstimate
 from .._model.families import LOG_2PI, DiagonalGaussian
+from .._model.terms import IW_TERMS
 from .._reporting import SILENT, Reporter
 
 __all__ = ["DEFAULT_IW_SAMPLES", "IW_TERMS", "inference_gap", "iw_log_likelihood"]
 
 #: K when ``--iw-samples`` is given without a value.
 DEFAULT_IW_SAMPLES = 1000
-#: The report variables of this module, in table order.
-IW_TERMS = ("log_likelihood", "inference_gap")
 
 #: decode(start, stop, z) -> log p(x_b | z_bk) for data points start..stop-1, z (B, K, D) -> (B, K).
 Decode = Callable[[int, int, NDArray[np.float64]], NDArray[np.float64]]

@@ -305,6 +305,11 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
     if cfg.posteriors:
         if cfg.models or cfg.data_path or cfg.data_name:
             raise UsageError("--posteriors audits saved encodings; do not combine it with models or --data")
+        if cfg.iw_samples > 0:
+            raise UsageError(
+                f"--iw-samples {cfg.iw_samples}: importance weighting needs a model with a decoder; "
+                "--posteriors has none"
+            )
         enc = load_posteriors(cfg.posteriors)
         q = enc.posteriors
         if cfg.limit is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import final
 
-__all__ = ["LONG_NAMES", "SHORT_LABELS", "TERMS", "TERM_INFO", "Term"]
+__all__ = ["IW_TERMS", "LONG_NAMES", "SHORT_LABELS", "TERMS", "TERM_INFO", "Term"]
 
 
 @final
@@ -43,6 +43,8 @@ TERM_INFO: tuple[Term, ...] = (
     ),
 )
 
+#: Terms of the importance-weighted side (``--iw-samples``), present in a report only when it ran.
+IW_TERMS: tuple[str, ...] = ("log_likelihood", "inference_gap")
 #: Variable names of the terms, in report order.
 TERMS: tuple[str, ...] = tuple(t.name for t in TERM_INFO)
 #: Long names (netCDF ``long_name``), including ``log_n``.
