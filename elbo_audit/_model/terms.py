@@ -57,4 +57,7 @@ LONG_NAMES: dict[str, str] = {t.name: t.long_name for t in TERM_INFO} | {
     "posterior_mean_variance": "variance over data points of the posterior mean E_q[z_j|x_n]",
 }
 #: Short labels for tables.
-SHORT_LABELS: dict[str, str] = {t.name: t.label for t in TERM_INFO}
+SHORT_LABELS: dict[str, str] = {t.name: t.label for t in TERM_INFO} | {
+    "log_likelihood": "log p(x) (IW)",
+    "inference_gap": "inference gap",
+}

@@ -119,6 +119,13 @@ def table_notes(ds: xr.Dataset, records: list[dict[str, Any]], terms: list[tuple
                 + ", ".join(factorised)
                 + "; dimwise KL is n/a under the others."
             )
+    if "log_likelihood" in names:
+        k = int(ds.attrs.get("iw_samples", 0))
+        notes.append(
+            f"log p(x) (IW): the importance-weighted lower bound on log p(x) with K = {k} samples from "
+            "q(z|x_n), under the model's own prior only; inference gap = log p(x) (IW) - ELBO, biased "
+            "low (it grows towards the true gap as K grows)."
+        )
     return notes
 
 
