@@ -57,4 +57,11 @@ def test_show_writes_a_png_and_needs_no_pointwise(tmp_path: Path) -> None:
     from elbo_audit._report.plot import report_figure
 
     with xr.open_datatree(path, engine="netcdf4") as tree:
-        assert len(report_figure(tree).axes) == 2  # q(z) is pictured for 2-D latents only
+        fig = report_figure(tree)
+        root = tree.to_dataset()
+    # q(z) is pictured for 2-D latents only; the per-latent KL panel is always there
+    assert len(fig.axes) == 3 and not any("q(z)" in ax.get_title() for ax in fig.axes)
+    ax_latent = fig.axes[2]
+    assert "per latent" in ax_latent.get_title()
+    heights = [b.get_height() for b in ax_latent.patches]
+    np.testing.assert_allclose(heights, root["latent_kl"].sel(model="enc3", prior="native").values, rtol=1e-12)

@@ -62,7 +62,8 @@ def report_figure(tree: xr.DataTree) -> Figure:
         pw = tree["pointwise"].to_dataset()
         if pw.sizes.get("latent", 0) == 2:
             post = pw
-    ncols = 2 + (1 if post is not None else 0)
+    latent = "latent_kl" in root and bool(np.isfinite(root["latent_kl"].values).any())
+    ncols = 2 + (1 if post is not None else 0) + (1 if latent else 0)
     fig: Figure
     fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 0.6 * len(rows) + 3.0), squeeze=False)
     ax_kl, ax_elbo = axes[0, 0], axes[0, 1]
@@ -101,8 +102,34 @@ def report_figure(tree: xr.DataTree) -> Figure:
 
     if post is not None:
         _posterior_panel(axes[0, 2], root, post)
+    if latent:
+        _latent_panel(axes[0, -1], root)
     fig.tight_layout()
     return fig
+
+
+def _latent_panel(ax: Any, root: xr.Dataset) -> None:
+    """KL per latent under the native prior, one group of bars per model, inactive latents hatched."""
+    models = [str(m) for m in root["model"].values]
+    prior = "native" if "native" in [str(p) for p in root["prior"].values] else str(root["prior"].values[0])
+    width = 0.8 / len(models)
+    for i, m in enumerate(models):
+        kl = root["latent_kl"].sel(model=m, prior=prior).values
+        active = root["active"].sel(model=m).values
+        ci = root["latent_kl_ci"].sel(model=m, prior=prior).values
+        j = np.flatnonzero(active >= 0)
+        err = np.abs(ci[j] - kl[j, None]).T
+        bars = ax.bar(j + i * width, kl[j], width, yerr=np.where(np.isfinite(err), err, 0), label=m)
+        for b, a in zip(bars, active[j], strict=True):
+            if a == 0:
+                b.set_hatch("//")
+                b.set_alpha(0.5)
+    ax.set_xticks(np.arange(root.sizes["latent"]))
+    ax.set_xlabel("latent (hatched: inactive)")
+    ax.set_ylabel("nats per data point")
+    ax.set_title(f"KL(q(z_j|x) || p(z_j)) per latent @ {prior}")
+    if len(models) > 1:
+        ax.legend(fontsize=8, frameon=False)
 
 
 def _posterior_panel(ax: Any, root: xr.Dataset, post: xr.Dataset) -> None:
