@@ -103,3 +103,11 @@ def test_report_holds_log_likelihood_and_gap_with_intervals() -> None:
         lo, hi = root[f"{t}_ci"].values[0, 0]
         assert lo <= float(root[t][0, 0]) <= hi
     assert float(root["log_likelihood"][0, 0]) <= float(_log_px(x).mean()) + 4 * float(root["log_likelihood_se"][0, 0])
+
+
+def test_one_sample_has_a_conservative_nonzero_error() -> None:
+    x = _data(n=300)
+    s = AuditSettings(seed=6, iw_samples=1, n_resamples=0)
+    ll = audit_model(_model(0.8), x, s).by_prior["native"].importance["log_likelihood"]
+    assert ll.se == pytest.approx(float(np.std(ll.pointwise, ddof=1) / math.sqrt(300)), rel=1e-12)
+    assert ll.se > 0.0

@@ -67,7 +67,8 @@ def iw_log_likelihood(
         Per-datapoint bounds as ``pointwise``. The standard error is the
         delta-method error of each point's log-mean-exp,
         sqrt((E w^2 / (E w)^2 - 1) / K), combined over points with the data
-        fixed; it describes the spread of the estimate, not its bias.
+        fixed; it describes the spread of the estimate, not its bias. With
+        K = 1 it falls back to the spread between data points (conservative).
 
     References
     ----------
@@ -105,7 +106,11 @@ def iw_log_likelihood(
             ratio = k * s2 / (s1 * s1)  # E w^2 / (E w)^2, in [1, K]
             var[start:stop] = np.maximum(ratio - 1.0, 0.0) / k
             bar.advance()
-    se = float(math.sqrt(var.sum()) / n)
+    if k == 1:
+        # one weight per point tells nothing of its spread: the spread between points bounds it
+        se = float(ll.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    else:
+        se = float(math.sqrt(var.sum()) / n)
     return TermEstimate(
         float(ll.mean()), se, ll, f"importance-weighted bound, K = {k} samples from q(z|x_n) (a lower bound)"
     )
