@@ -46,6 +46,23 @@ def _npy_member(header: str, body: bytes) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + body
 
 
+def _ok_member() -> bytes:
+    return _npy_member("{'descr': '<f8', 'fortran_order': False, 'shape': (40, 2), }", np.ones(N * D).tobytes())
+
+
+def _forged(mean_member: bytes, name: str = "mean.npy") -> Setup:
+    def setup(d: Path) -> None:
+        with zipfile.ZipFile(d / "enc.npz", "w") as z:
+            z.writestr(name, mean_member)
+            z.writestr("log_std.npy", _ok_member())
+    return setup
+
+
+def _npy_bytes(d: Path) -> None:
+    with open(d / "enc.npz", "wb") as f:  # a plain .npy under an .npz name
+        np.save(f, np.ones((N, D)))
+
+
 def _huge_header(d: Path) -> None:
     member = _npy_member("{'descr': '<f8', 'fortran_order': False, 'shape': (100000000000, 4), }", b"\0" * 64)
     with zipfile.ZipFile(d / "enc.npz", "w") as z:
@@ -133,6 +150,19 @@ ENCODINGS: dict[str, tuple[int, Setup]] = {
     "empty-zip": (2, _empty_zip),
     "header-claims-huge-array": (2, _huge_header),
     "missing-file": (2, lambda d: None),
+    "a-plain-npy": (2, _npy_bytes),
+    "member-shorter-than-its-header": (2, _forged(_npy_member(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (40, 2), }", b"\0" * 64))),
+    "negative-shape-in-header": (2, _forged(_npy_member("{'descr': '<f8', 'fortran_order': False, 'shape': (-1, 2), }", b""))),
+    "object-descr-in-header": (4, _forged(_npy_member("{'descr': '|O', 'fortran_order': False, 'shape': (40, 2), }", b"\x80\x04N."))),
+    "bogus-descr": (2, _forged(_npy_member("{'descr': 'zz9', 'fortran_order': False, 'shape': (40, 2), }", b""))),
+    "header-not-a-dict": (2, _forged(_npy_member("[1, 2, 3]", b""))),
+    "header-is-a-call": (2, _forged(_npy_member("__import__('os').system('touch pwned')", b""))),
+    "structured-dtype": (2, _forged(_npy_member(
+        "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (40, 2), }", np.ones(N * D).tobytes()))),
+    "member-not-npy": (2, _forged(b"garbage bytes")),
+    "member-name-with-dotdot": (2, _forged(_ok_member(), name="../mean.npy")),
+    "reconstruction-K=0": (2, _enc(reconstruction=np.ones((N, 0)))),
     "a-folder": (2, lambda d: (d / "enc.npz").mkdir()),
 }
 
@@ -174,6 +204,17 @@ OPTIONS: dict[str, list[str]] = {
     "gate-unknown-term": ["--gate", "nosuch < 3"],
     "unknown-option": ["--frobnicate"],
     "posteriors-twice": ["--posteriors", "other.npz"],
+    "limit=1": ["--limit", "1"],
+    "limit=2**70": ["--limit", str(2**70)],
+    "max-samples-per-point=0": ["--max-samples-per-point", "0"],
+    "max-seconds=nan": ["--target-se", "0.1", "--max-seconds", "nan"],
+    "gate-nan-threshold": ["--gate", "elbo < nan"],
+    "gate-unknown-bound": ["--gate", "elbo.middle > 0"],
+    "baseline-not-netcdf": ["--bootstrap", "0", "--baseline", "enc.npz"],
+    "baseline-missing": ["--bootstrap", "0", "--baseline", "nope.nc"],
+    "plugin-option-garbled": ["-p", "foo"],
+    "with-a-model": ["--model", "x:y"],
+    "with-weights": ["--weights", "w.pt"],
 }
 
 
@@ -207,6 +248,13 @@ def test_bad_thread_count(value: str, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "ELBO_AUDIT_NUM_THREADS" in line
 
 
+@pytest.mark.parametrize("value", ["abc", "-5", "1"])
+def test_bad_memory_limit(value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ELBO_AUDIT_MAX_MEMORY", value)  # "1": one byte, the preflight refuses
+    _refused(2, _enc(), _run(), tmp_path, capsys, monkeypatch)
+
+
 CONFIGS: dict[str, str | bytes] = {
     "not-toml": "this is = = not toml [[[\n",
     "binary": b"\xff\xfe\x00bin",
@@ -216,6 +264,14 @@ CONFIGS: dict[str, str | bytes] = {
     "resamples-a-string": '[data]\nposteriors = "ENC"\n[bootstrap]\nresamples = "many"\n',
     "gates-not-a-list": '[data]\nposteriors = "ENC"\n[report]\ngates = "elbo > 0"\n',
     "empty": "",
+    "report.out-names-the-posteriors": '[data]\nposteriors = "ENC"\n[report]\nout = "enc.npz"\n',
+    "unknown-prior-family": '[data]\nposteriors = "ENC"\n[native_prior]\nfamily = "cauchy"\n',
+    "posteriors-missing": '[data]\nposteriors = "nope.npz"\n',
+    "seed-negative": '[data]\nposteriors = "ENC"\n[estimation]\nseed = -1\n',
+    "seed-a-float": '[data]\nposteriors = "ENC"\n[estimation]\nseed = 1.5\n',
+    "confidence-2": '[data]\nposteriors = "ENC"\n[bootstrap]\nconfidence = 2.0\n',
+    "duplicate-key": '[data]\nposteriors = "ENC"\nposteriors = "ENC"\n',
+    "bool-for-int": '[data]\nposteriors = "ENC"\n[bootstrap]\nresamples = true\n',
     "report.out-names-the-config": '[data]\nposteriors = "ENC"\n[report]\nout = "c.toml"\n',
 }
 
@@ -249,7 +305,20 @@ def _truncated_report(d: Path) -> None:
     (d / "r.nc").write_bytes((d / "ok.nc").read_bytes()[:2000])
 
 
+def _edited_report(edit: Callable[[xr.Dataset], xr.Dataset]) -> Setup:
+    def setup(d: Path) -> None:
+        _good_report(d)
+        edit(xr.load_dataset(d / "ok.nc")).to_netcdf(d / "r.nc")
+    return setup
+
+
+def _conventions(ds: xr.Dataset) -> xr.Dataset:
+    ds.attrs["Conventions"] = "elbo-audit-9.9"
+    return ds
+
+
 REPORTS: dict[str, Setup] = {
+    "other-Conventions": _edited_report(_conventions),
     "not-netcdf": _bytes(b"hello, not netcdf", "r.nc"),
     "empty-file": _bytes(b"", "r.nc"),
     "truncated-report": _truncated_report,
@@ -289,3 +358,34 @@ def test_show_html_into_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[s
         _good_report(d)
         (d / "page").mkdir()
     _refused(2, setup, lambda d: ["show", str(d / "ok.nc"), "--quiet", "--html", str(d / "page")], tmp_path, capsys, monkeypatch)
+
+
+def test_show_and_compare_on_an_incomplete_report(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    setup = _edited_report(lambda ds: ds.drop_vars(["elbo", "avg_kl"]))
+    _refused(2, setup, lambda d: ["show", str(d / "r.nc")], tmp_path, capsys, monkeypatch)
+    _refused(2, lambda d: None, lambda d: ["compare", str(d / "r.nc"), str(d / "ok.nc")], tmp_path, capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("flag", ["--plot", "--html"])
+def test_show_into_a_missing_folder(flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _refused(2, _good_report, lambda d: ["show", str(d / "ok.nc"), "--quiet", flag, str(d / "no" / "page")],
+             tmp_path, capsys, monkeypatch)
+
+
+def test_check_with_a_baseline_that_is_not_a_report(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def setup(d: Path) -> None:
+        _good_report(d)
+        (d / "b.nc").write_bytes(b"x")
+    _refused(2, setup, lambda d: ["check", str(d / "ok.nc"), "--baseline", str(d / "b.nc"), "--gate", "elbo.delta.lower > 0"],
+             tmp_path, capsys, monkeypatch)
+
+
+def test_out_naming_the_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def setup(d: Path) -> None:
+        _good_report(d)
+        _enc()(d)
+    args = ["run", "--posteriors", "enc.npz", "--bootstrap", "0", "--quiet", "--out", "ok.nc", "--baseline", "ok.nc"]
+    _refused(2, setup, lambda d: args, tmp_path, capsys, monkeypatch)
