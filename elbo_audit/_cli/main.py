@@ -223,7 +223,26 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_outputs(args: argparse.Namespace) -> None:
+    """Refuse (exit 2) --plot/--html paths that name the report itself or a format matplotlib lacks."""
+    report = os.path.realpath(args.report)
+    for flag, out in (("--plot", args.plot), ("--html", args.html)):
+        if out and os.path.realpath(out) == report:
+            raise UsageError(f"{flag} {out}: names the report being shown; choose another file")
+    if args.plot:
+        suffix = os.path.splitext(args.plot)[1].lower().lstrip(".")
+        if suffix not in _PLOT_FORMATS:
+            raise UsageError(
+                f"--plot {args.plot}: unknown image format {suffix!r}; use one of {', '.join(_PLOT_FORMATS)}"
+            )
+
+
+#: Suffixes ``show --plot`` writes (matplotlib's common formats).
+_PLOT_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
+    _show_outputs(args)
     require_valid(args.report)
     ds = open_report(args.report)
     text = format_summary(ds, args.format)
@@ -276,6 +295,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    level = args.confidence
+    if level is not None and not (isinstance(level, float) and 0.0 < level < 1.0):
+        raise UsageError(f"--confidence must be in (0, 1), got {level}")
     for report in args.reports:
         require_valid(report)
     doc = compare_reports(args.reports, args.confidence)

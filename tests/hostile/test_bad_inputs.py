@@ -389,3 +389,20 @@ def test_out_naming_the_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[s
         _enc()(d)
     args = ["run", "--posteriors", "enc.npz", "--bootstrap", "0", "--quiet", "--out", "ok.nc", "--baseline", "ok.nc"]
     _refused(2, setup, lambda d: args, tmp_path, capsys, monkeypatch)
+
+
+SHOW_OUTPUTS: dict[str, Callable[[Path], list[str]]] = {
+    "html-is-the-report": lambda d: ["show", str(d / "ok.nc"), "--quiet", "--html", str(d / "ok.nc")],
+    "plot-is-the-report": lambda d: ["show", str(d / "ok.nc"), "--quiet", "--plot", str(d / "ok.nc")],
+    "plot-unknown-format": lambda d: ["show", str(d / "ok.nc"), "--quiet", "--plot", str(d / "p.txt")],
+    "compare-confidence-1.5": lambda d: ["compare", str(d / "ok.nc"), "--confidence", "1.5"],
+    "compare-confidence-nan": lambda d: ["compare", str(d / "ok.nc"), "--confidence", "nan"],
+    "compare-confidence-0": lambda d: ["compare", str(d / "ok.nc"), "--confidence", "0"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(SHOW_OUTPUTS))
+def test_show_and_compare_outputs(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # the report is never overwritten by its own picture or page; bad levels are usage errors
+    _refused(2, _good_report, SHOW_OUTPUTS[case], tmp_path, capsys, monkeypatch)
