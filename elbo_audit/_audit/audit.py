@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from .._errors import ModelError
 from .._estimation.adaptive import AdaptiveRecord, decompose_priors_to_target, estimate_to_target
 from .._estimation.estimators import KLDecomposition, decompose_from_sweep
-from .._estimation.mc import TermEstimate, stratified_estimate
+from .._estimation.mc import TermEstimate, difference, stratified_estimate
 from .._estimation.per_latent import DEFAULT_ACTIVE_THRESHOLD, LatentTerms, latent_terms
 from .._estimation.sweep import Sweep, draw_sweep
 from .._kernels.mixture import Engine
@@ -298,15 +298,7 @@ def supplied_reconstruction(samples: NDArray[np.float64]) -> TermEstimate:
 def _elbo(recon: TermEstimate, kl: TermEstimate) -> TermEstimate:
     if not recon.evaluated:
         return TermEstimate.not_evaluated("no decoder or reconstruction samples")
-    point = None
-    if recon.pointwise is not None and kl.pointwise is not None:
-        point = recon.pointwise - kl.pointwise
-    return TermEstimate(
-        recon.value - kl.value,
-        float(math.hypot(recon.se, kl.se)),
-        point,
-        "reconstruction - avg_kl",
-    )
+    return difference(recon, kl, "reconstruction - avg_kl")
 
 
 def _default_engine(settings: AuditSettings) -> Engine:

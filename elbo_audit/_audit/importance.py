@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .._estimation.mc import TermEstimate
+from .._estimation.mc import TermEstimate, difference
 from .._model.families import LOG_2PI, DiagonalGaussian
 from .._model.terms import IW_TERMS
 from .._reporting import SILENT, Reporter
@@ -126,12 +126,4 @@ def inference_gap(log_likelihood: TermEstimate, elbo: TermEstimate) -> TermEstim
     """
     if not (log_likelihood.evaluated and elbo.evaluated):
         return TermEstimate.not_evaluated("needs log_likelihood and elbo")
-    point = None
-    if log_likelihood.pointwise is not None and elbo.pointwise is not None:
-        point = log_likelihood.pointwise - elbo.pointwise
-    return TermEstimate(
-        log_likelihood.value - elbo.value,
-        float(math.hypot(log_likelihood.se, elbo.se)),
-        point,
-        "log_likelihood - elbo (biased low: log_likelihood is a lower bound)",
-    )
+    return difference(log_likelihood, elbo, "log_likelihood - elbo (biased low: log_likelihood is a lower bound)")

@@ -24,13 +24,14 @@ stratified estimate when m = N and the i.i.d. one when m << N.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import final
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["TermEstimate", "stratified_estimate", "subset_estimate"]
+__all__ = ["TermEstimate", "difference", "stratified_estimate", "subset_estimate"]
 
 
 @final
@@ -65,6 +66,18 @@ class TermEstimate:
     @classmethod
     def not_evaluated(cls, why: str) -> TermEstimate:
         return cls(float("nan"), float("nan"), None, f"not evaluated: {why}")
+
+
+def difference(a: TermEstimate, b: TermEstimate, estimator: str) -> TermEstimate:
+    """``a - b``, per data point where both have contributions, with independent Monte Carlo errors.
+
+    The standard error is hypot(se_a, se_b): the two come from independent
+    random streams, so their Monte Carlo errors add in quadrature.
+    """
+    point = None
+    if a.pointwise is not None and b.pointwise is not None:
+        point = a.pointwise - b.pointwise
+    return TermEstimate(a.value - b.value, float(math.hypot(a.se, b.se)), point, estimator)
 
 
 def stratified_estimate(
