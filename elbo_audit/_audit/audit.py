@@ -26,9 +26,10 @@ from .._kernels.mixture import Engine
 from .._kernels.numpy_backend import Form, NumpyBackend
 from .._model.families import DiagonalGaussian
 from .._model.protocols import AuditModel, Decoder, Encoder, Prior
-from .._model.streams import IMPORTANCE, KL, LATENT, RECONSTRUCTION, stream
+from .._model.streams import KL, LATENT, RECONSTRUCTION, stream
 from .._reporting import SILENT, Reporter
-from .importance import IW_TERMS, inference_gap, iw_log_likelihood
+from .gaps import gap_estimates, not_evaluated, require_gradient
+from .refine import DEFAULT_REFINE_LR, DEFAULT_REFINE_SAMPLES
 
 __all__ = [
     "AuditSettings",
@@ -72,6 +73,14 @@ class AuditSettings:
     interaction_adjust : bool
         Adjust the bootstrap for the pairwise interaction through q(z); its
         sums come from the KL sweep's own draws (a second kernel sweep).
+    active_threshold : float
+        Variance of posterior means above which a latent is ``active``.
+    iw_samples : int
+        K of the importance-weighted ``log_likelihood`` (0: off).
+    refine_steps, refine_lr, refine_samples
+        T Adam steps per data point from the encoder's output, the initial
+        step size and the draws per step, for ``refined_elbo`` and the
+        amortization and approximation gaps (T = 0: off).
     """
 
     seed: int = 0
@@ -90,6 +99,9 @@ class AuditSettings:
     interaction_adjust: bool = True
     active_threshold: float = DEFAULT_ACTIVE_THRESHOLD
     iw_samples: int = 0
+    refine_steps: int = 0
+    refine_lr: float = DEFAULT_REFINE_LR
+    refine_samples: int = DEFAULT_REFINE_SAMPLES
 
     @property
     def needs_interaction(self) -> bool:
@@ -106,6 +118,11 @@ class AuditSettings:
             "pairwise_form": self.form,
             "active_threshold": float(self.active_threshold),
             "iw_samples": int(self.iw_samples),
+            "refine_steps": int(self.refine_steps),
+            **(
+                {"refine_lr": float(self.refine_lr), "refine_samples": int(self.refine_samples)}
+                if self.refine_steps > 0 else {}
+            ),
             **(
                 {}
                 if self.target_se is None
@@ -446,6 +463,8 @@ def audit_model(
     ----------
     .. [1] M. D. Hoffman and M. J. Johnson, "ELBO surgery", 2016.
     """
+    if settings.refine_steps > 0 and model.decoder is not None:
+        require_gradient(model.decoder, model.name, model.adapter)  # before any work
     q = encode_all(model.encoder, x, settings.batch_size, model.name, reporter)
     if q.n_latent != model.prior.n_latent:
         raise ModelError(
@@ -487,24 +506,22 @@ def audit_model(
         model.name, q, priors, recon, settings,
         adapter=model.adapter, attrs=attrs, engine=engine, reporter=reporter,
     )
-    if model.decoder is None or settings.iw_samples < 1:
+    if model.decoder is None or (settings.iw_samples < 1 and settings.refine_steps < 1):
         return audit
     decoder = model.decoder
 
     def decode(start: int, stop: int, z: NDArray[np.float64]) -> NDArray[np.float64]:
         return _call_decoder(decoder, x, z, start, stop, model.name)
 
-    ll = iw_log_likelihood(
-        decode, model.prior, q, stream(settings.seed, IMPORTANCE), settings.iw_samples,
-        settings.batch_size, model=model.name, reporter=reporter,
+    native = audit.by_prior["native"]
+    terms = gap_estimates(
+        decode, decoder, x, model.prior, q, native.elbo,
+        seed=settings.seed, iw_samples=settings.iw_samples, refine_steps=settings.refine_steps,
+        refine_lr=settings.refine_lr, refine_samples=settings.refine_samples, elbo_samples=settings.reconstruction_samples,
+        batch_size=settings.batch_size, model=model.name, adapter=model.adapter, reporter=reporter,
     )
-    other = TermEstimate.not_evaluated("importance weighting uses the model's own prior only")
     for label, pa in audit.by_prior.items():
-        terms = (
-            {"log_likelihood": ll, "inference_gap": inference_gap(ll, pa.elbo)}
-            if label == "native" else {t: other for t in IW_TERMS}
-        )
-        audit.by_prior[label] = replace(pa, importance=terms)
+        audit.by_prior[label] = replace(pa, importance=terms if label == "native" else not_evaluated(terms))
     return audit
 
 

@@ -32,6 +32,9 @@ Example::
     marginal_samples = 2048
     batch_size = 1000
     iw_samples = 1000           # optional: importance samples for log_likelihood (default 0: off)
+    refine_steps = 100          # optional: gradient steps per data point (default 0: off)
+    refine_lr = 0.05            #   Adam's initial step size, decaying linearly to 0
+    refine_samples = 4          #   draws of z per step
     active_threshold = 0.01     # variance of posterior means above which a latent is active
     backend = "native"          # optional: a compute backend (elbo-audit backends);
     precision = "float32"       #   default the fastest available, in its own precision
@@ -108,6 +111,9 @@ class RunConfig:
     marginal_samples: int = 2048
     batch_size: int = 1000
     iw_samples: int = 0
+    refine_steps: int = 0
+    refine_lr: float = 0.05
+    refine_samples: int = 4
     active_threshold: float = 0.01
     target_se: float | None = None
     max_seconds: float | None = None
@@ -136,7 +142,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "seed": (int, "seed"), "samples_per_point": (int, "samples_per_point"),
         "reconstruction_samples": (int, "reconstruction_samples"),
         "marginal_samples": (int, "marginal_samples"), "batch_size": (int, "batch_size"),
-        "iw_samples": (int, "iw_samples"), "active_threshold": (_NUM, "active_threshold"),
+        "iw_samples": (int, "iw_samples"), "refine_steps": (int, "refine_steps"),
+        "refine_lr": (_NUM, "refine_lr"), "refine_samples": (int, "refine_samples"),
+        "active_threshold": (_NUM, "active_threshold"),
         "target_se": (_NUM, "target_se"), "max_seconds": (_NUM, "max_seconds"),
         "max_samples_per_point": (int, "max_samples_per_point"),
         "backend": (str, "backend"), "precision": (str, "precision"),

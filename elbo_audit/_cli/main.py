@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(a model with a decoder; bare: 1000; default 0, off)",
     )
     est.add_argument(
+        "--refine-steps", type=int, nargs="?", const=100, metavar="T",
+        help="gradient steps per data point on the encoder's output, for refined_elbo, "
+        "amortization_gap and approximation_gap (a decoder with gradients; bare: 100; default 0, off)",
+    )
+    est.add_argument("--refine-lr", type=float, metavar="LR", help="Adam's initial step size for --refine-steps (default 0.05)")
+    est.add_argument("--refine-samples", type=int, metavar="S", help="draws of z per refinement step (default 4)")
+    est.add_argument(
         "--active-threshold", type=float, metavar="V",
         help="a latent is active when the variance of its posterior means exceeds V (default 0.01)",
     )

@@ -52,6 +52,7 @@ _OVERRIDES = {
     "ci_method": "ci_method", "target_se": "target_se", "max_seconds": "max_seconds",
     "max_samples_per_point": "max_samples_per_point", "backend": "backend", "precision": "precision",
     "scheduler": "scheduler", "iw_samples": "iw_samples", "active_threshold": "active_threshold",
+    "refine_steps": "refine_steps", "refine_lr": "refine_lr", "refine_samples": "refine_samples",
 }
 
 
@@ -189,6 +190,9 @@ def _settings(cfg: RunConfig) -> AuditSettings:
         ci_method=cfg.ci_method,
         interaction_adjust=cfg.interaction_adjust,
         iw_samples=cfg.iw_samples,
+        refine_steps=cfg.refine_steps,
+        refine_lr=float(cfg.refine_lr),
+        refine_samples=cfg.refine_samples,
         active_threshold=float(cfg.active_threshold),
     )
 
@@ -308,6 +312,11 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         if cfg.iw_samples > 0:
             raise UsageError(
                 f"--iw-samples {cfg.iw_samples}: importance weighting needs a model with a decoder; "
+                "--posteriors has none"
+            )
+        if cfg.refine_steps > 0:
+            raise UsageError(
+                f"--refine-steps {cfg.refine_steps}: refining posteriors needs a model with a decoder; "
                 "--posteriors has none"
             )
         enc = load_posteriors(cfg.posteriors)

@@ -49,6 +49,9 @@ def check_numbers(cfg: RunConfig) -> None:
         _int(name.replace("_", "-"), getattr(cfg, name), 1, MAX_COUNT)
     _int("bootstrap resamples", cfg.resamples, 0, MAX_COUNT)
     _int("iw-samples", cfg.iw_samples, 0, MAX_COUNT)
+    _int("refine-steps", cfg.refine_steps, 0, MAX_COUNT)
+    _int("refine-samples", cfg.refine_samples, 1, MAX_COUNT)
+    _float("refine-lr", cfg.refine_lr, 0.0, math.inf, open_lo=True)
     _float("active-threshold", cfg.active_threshold, 0.0, math.inf)
     _float("confidence", cfg.confidence, 0.0, 1.0, open_lo=True, open_hi=True)
     if cfg.target_se is not None:

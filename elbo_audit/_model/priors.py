@@ -73,6 +73,11 @@ class DiagonalGaussianPrior:
     def sample(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
         return self.mean + self.std * rng.standard_normal((n, self.n_latent))
 
+    def grad_log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        """d log p(z) / dz = -(z - mean) / std^2 for each row -> (S, D)."""
+        out: NDArray[np.float64] = -(np.asarray(z, np.float64) - self.mean) / self.std**2
+        return out
+
     def cross_entropy(self, q: DiagonalGaussian) -> NDArray[np.float64]:
         """-E_{q(z|x_n)}[log p(z)] in closed form, shape (N,)."""
         return q.cross_entropy_gaussian(self.mean, self.std)
@@ -145,6 +150,9 @@ class LazyStandardNormal:
 
     def sample(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
         return self._prior().sample(rng, n)
+
+    def grad_log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self._prior().grad_log_prob(z)
 
     def cross_entropy(self, q: DiagonalGaussian) -> NDArray[np.float64]:
         return self._prior().cross_entropy(q)
@@ -219,6 +227,24 @@ class MixtureOfGaussians:
     def sample(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
         k = rng.choice(self.n_components, size=n, p=self.weights)
         return self.mean[k] + self.std[k] * rng.standard_normal((n, self.n_latent))
+
+    def grad_log_prob(self, z: NDArray[np.float64], block: int = 256) -> NDArray[np.float64]:
+        """d log p(z) / dz = sum_k r_k(z) * -(z - mean_k) / std_k^2 for each row -> (S, D).
+
+        r_k(z) are the components' responsibilities, computed with a
+        log-sum-exp in blocks of ``block`` rows.
+        """
+        z = np.asarray(z, np.float64)
+        out = np.empty_like(z)
+        inv_var = self.std**-2
+        for s0 in range(0, z.shape[0], block):
+            zb = z[s0 : s0 + block, None, :]  # (s, 1, D)
+            u = (zb - self.mean[None]) / self.std[None]  # (s, K, D)
+            logc = self.log_weights[None] - 0.5 * np.sum(u * u, axis=2) - np.sum(np.log(self.std), axis=1)[None]
+            r = np.exp(logc - logc.max(axis=1, keepdims=True))
+            r /= r.sum(axis=1, keepdims=True)
+            out[s0 : s0 + block] = np.einsum("sk,skd->sd", r, -(zb - self.mean[None]) * inv_var[None])
+        return out
 
 
 def _mixture_lse(

@@ -30,7 +30,9 @@ class Prior(Protocol):
     -E_q[log p(z)], enables an analytic ``avg_kl``) and
     ``marginal_log_prob(z) -> (S, D)`` (needed for ``dimwise_kl`` when
     ``factorised`` is true) and ``marginal_cross_entropy(q) -> (N, D)``
-    (closed-form -E_q[log p_j(z_j)] per latent, enables ``latent_kl``).
+    (closed-form -E_q[log p_j(z_j)] per latent, enables ``latent_kl``) and
+    ``grad_log_prob(z) -> (S, D)`` (d log p(z)/dz, used by ``--refine-steps``;
+    central differences of ``log_prob`` without it).
     """
 
     @property
@@ -62,7 +64,12 @@ class Encoder(Protocol):
 
 @runtime_checkable
 class Decoder(Protocol):
-    """Evaluates log p(x | z)."""
+    """Evaluates log p(x | z).
+
+    Optional: ``log_likelihood_grad(x, z) -> (ll, grad)``, the log-likelihoods
+    (B, K) and their gradients in z (B, K, D), computed by the adapter's
+    framework; ``--refine-steps`` needs it.
+    """
 
     def log_likelihood(self, x: NDArray[Any], z: NDArray[np.float64]) -> NDArray[np.float64]:
         """log p(x_b | z_bk) for x of B rows and z of shape (B, K, D); returns (B, K)."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BOOTSTRAP", "IMPORTANCE", "INTERACTION", "KL", "LATENT", "RECONSTRUCTION", "stream"]
+__all__ = [
+    "BOOTSTRAP", "IMPORTANCE", "INTERACTION", "KL", "LATENT", "RECONSTRUCTION", "REFINE", "REFINE_ELBO", "stream",
+]
 
 #: Draws of z for the KL side (shared by every prior of a model).
 KL = 0
@@ -25,6 +27,10 @@ INTERACTION = 3
 LATENT = 4
 #: Draws of z for the importance-weighted ``log_likelihood``.
 IMPORTANCE = 5
+#: Draws of z for the gradient steps of the refined posteriors (``--refine-steps``).
+REFINE = 6
+#: Draws of z for ``refined_elbo``, the ELBO of the refined posteriors.
+REFINE_ELBO = 7
 
 
 def stream(seed: int, purpose: int) -> np.random.Generator:

@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from .._errors import UsageError
-from .._model.terms import IW_TERMS, TERMS
+from .._model.terms import GATE_TERMS
 from .identity import pairing
 
 __all__ = [
@@ -76,8 +76,8 @@ def parse_gate(expr: str) -> Gate:
     if m is None:
         raise UsageError(f"--gate {expr!r}: expected '[MODEL[@PRIOR]:]TERM[.lower|.upper] OP NUMBER'")
     term = m["term"]
-    if term not in TERMS + IW_TERMS:
-        known = ", ".join(TERMS + IW_TERMS)
+    if term not in GATE_TERMS:
+        known = ", ".join(GATE_TERMS)
         raise UsageError(f"--gate {expr!r}: unknown term {term!r} (known: {known})")
     try:
         threshold = float(m["num"])

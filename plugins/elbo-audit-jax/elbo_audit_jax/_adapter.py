@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +185,20 @@ def _decoder_fn(decode_fn: Callable[..., Any], likelihood: Any, use_jit: bool) -
     return jax.jit(fn) if use_jit else fn
 
 
+@functools.lru_cache(maxsize=64)
+def _decoder_grad_fn(decode_fn: Callable[..., Any], likelihood: Any, use_jit: bool) -> Callable[..., Any]:
+    """``(params, x, z) -> ((sum, per-row log p(x|z)), d sum / dz)``: each row's own gradient."""
+    elementwise = _ELEMENTWISE[likelihood] if isinstance(likelihood, str) else likelihood
+
+    def total(p: Any, x: Any, z: Any) -> tuple[Any, Any]:
+        lp = elementwise(decode_fn(p, z), x)
+        rows = lp.reshape(lp.shape[0], -1).sum(axis=1)
+        return rows.sum(), rows
+
+    fn = jax.value_and_grad(total, argnums=2, has_aux=True)
+    return jax.jit(fn) if use_jit else fn
+
+
 def _cached(factory: Any, *args: Any) -> Callable[..., Any]:
     """``factory(*args)`` from its cache, or freshly for unhashable callables."""
     try:
@@ -333,6 +347,7 @@ class JaxDecoder:
             raise UsageError(f"{ctx.where()}: likelihood must be a name or a callable")
         self.named = isinstance(likelihood, str)
         self._fn = _cached(_decoder_fn, decode_fn, likelihood, ctx.use_jit)
+        self._grad_fn = _cached(_decoder_grad_fn, decode_fn, likelihood, ctx.use_jit)
         self._shapes: dict[tuple[int, int], Any] = {}
 
     def _out_struct(self, z: jax.Array) -> Any:
@@ -362,52 +377,79 @@ class JaxDecoder:
                 f"of the decoder's {name} likelihood ({what}) (e.g. value {float(x[bad][0]):g}){hint}"
             )
 
-    def log_likelihood(self, x: Any, z: Any) -> np.ndarray:
+    def _inputs(self, x: Any, z: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(x)
         z = np.asarray(z, dtype=np.float64)
         if z.ndim != 3 or z.shape[0] != x.shape[0]:
             raise ModelError(
-                f"{self.ctx.where()}: log_likelihood needs z of shape (B, K, D) with B = "
+                f"{self.ctx.where()}: {what} needs z of shape (B, K, D) with B = "
                 f"{x.shape[0]}, got {z.shape}"
             )
+        return x, z
+
+    def _chunks(self, x: np.ndarray, z: np.ndarray) -> Iterator[tuple[int, int, jax.Array, jax.Array]]:
+        """(start, stop, x rows, z rows) on the device, padded to a bucket, after the checks."""
         b, k, d = z.shape
         zf = z.reshape(b * k, d)
         per_x = math.prod(x.shape[1:])
-        out = np.empty(b * k)
         checked = False
-        with self.ctx.compute():
-            for start in range(0, b * k, self.ctx.chunk):
-                stop = min(b * k, start + self.ctx.chunk)
-                m = stop - start
-                rows = _bucket(m, self.ctx.chunk)
-                zc = self.ctx.put(_pad(zf[start:stop], rows))
-                xr = _pad(x[np.arange(start, stop) // k], rows)
-                if self.named:
-                    struct = self._out_struct(zc)
-                    shape = _target_shape(self.name, struct)
-                    if shape is None:
-                        raise ModelError(
-                            f"{self.ctx.where()}: likelihood 'normal' needs decode_fn to return "
-                            "(mean, log_var)"
-                        )
-                    if not shape or shape[0] != rows or math.prod(shape[1:]) != per_x:
-                        raise ModelError(
-                            f"{self.ctx.where()}: decode_fn returned output of shape {shape} (for the "
-                            f"{self.name} likelihood) for {rows} latents and data points of shape "
-                            f"{x.shape[1:]}; expected ({rows}, ...) with {per_x} values per row"
-                        )
-                    if not checked:
-                        levels = int(struct.shape[-1]) if self.name == "categorical" else None
-                        self._check_support(x, levels)
-                        checked = True
-                    xr = xr.reshape(shape)
-                lp = _np64(self._fn(self.params, self.ctx.put(xr), zc))
-                if lp.ndim < 1 or lp.shape[0] != rows:
+        for start in range(0, b * k, self.ctx.chunk):
+            stop = min(b * k, start + self.ctx.chunk)
+            m = stop - start
+            rows = _bucket(m, self.ctx.chunk)
+            zc = self.ctx.put(_pad(zf[start:stop], rows))
+            xr = _pad(x[np.arange(start, stop) // k], rows)
+            if self.named:
+                struct = self._out_struct(zc)
+                shape = _target_shape(self.name, struct)
+                if shape is None:
                     raise ModelError(
-                        f"{self.ctx.where()}: the likelihood returned shape {lp.shape} for {rows} latents"
+                        f"{self.ctx.where()}: likelihood 'normal' needs decode_fn to return "
+                        "(mean, log_var)"
                     )
-                out[start:stop] = lp[:m].reshape(m, -1).sum(axis=1)
+                if not shape or shape[0] != rows or math.prod(shape[1:]) != per_x:
+                    raise ModelError(
+                        f"{self.ctx.where()}: decode_fn returned output of shape {shape} (for the "
+                        f"{self.name} likelihood) for {rows} latents and data points of shape "
+                        f"{x.shape[1:]}; expected ({rows}, ...) with {per_x} values per row"
+                    )
+                if not checked:
+                    levels = int(struct.shape[-1]) if self.name == "categorical" else None
+                    self._check_support(x, levels)
+                    checked = True
+                xr = xr.reshape(shape)
+            yield start, stop, self.ctx.put(xr), zc
+
+    def _rowwise(self, lp: np.ndarray, rows: int, m: int) -> np.ndarray:
+        if lp.ndim < 1 or lp.shape[0] != rows:
+            raise ModelError(
+                f"{self.ctx.where()}: the likelihood returned shape {lp.shape} for {rows} latents"
+            )
+        return lp[:m].reshape(m, -1).sum(axis=1)
+
+    def log_likelihood(self, x: Any, z: Any) -> np.ndarray:
+        x, z = self._inputs(x, z, "log_likelihood")
+        b, k, _ = z.shape
+        out = np.empty(b * k)
+        with self.ctx.compute():
+            for start, stop, xr, zc in self._chunks(x, z):
+                lp = _np64(self._fn(self.params, xr, zc))
+                out[start:stop] = self._rowwise(lp, zc.shape[0], stop - start)
         return out.reshape(b, k)
+
+    def log_likelihood_grad(self, x: Any, z: Any) -> tuple[np.ndarray, np.ndarray]:
+        """log p(x_b | z_bk) and its gradient in z by ``jax.grad``: (B, K) and (B, K, D)."""
+        x, z = self._inputs(x, z, "log_likelihood_grad")
+        b, k, d = z.shape
+        out = np.empty(b * k)
+        grad = np.empty((b * k, d))
+        with self.ctx.compute():
+            for start, stop, xr, zc in self._chunks(x, z):
+                (_, rows), g = self._grad_fn(self.params, xr, zc)
+                m = stop - start
+                out[start:stop] = self._rowwise(_np64(rows), zc.shape[0], m)
+                grad[start:stop] = _np64(g)[:m]
+        return out.reshape(b, k), grad.reshape(b, k, d)
 
 
 # ----------------------------------------------------------------------------- priors

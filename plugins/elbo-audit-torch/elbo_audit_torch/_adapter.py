@@ -321,14 +321,41 @@ class TorchDecoder:
             f"likelihood ({dist.support}){example}{hint}"
         )
 
-    def log_likelihood(self, x: Any, z: Any) -> np.ndarray:
+    def _inputs(self, x: Any, z: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(x)
         z = np.asarray(z, dtype=np.float64)
         if z.ndim != 3 or z.shape[0] != x.shape[0]:
             raise ModelError(
-                f"{self.ctx.where()}: log_likelihood needs z of shape (B, K, D) with B = "
+                f"{self.ctx.where()}: {what} needs z of shape (B, K, D) with B = "
                 f"{x.shape[0]}, got {z.shape}"
             )
+        return x, z
+
+    def log_likelihood_grad(self, x: Any, z: Any) -> tuple[np.ndarray, np.ndarray]:
+        """log p(x_b | z_bk) and its gradient in z by torch autograd: (B, K) and (B, K, D).
+
+        Each row's log-likelihood depends on its own z only (the module runs in
+        eval mode), so the gradient of their sum is every row's own gradient.
+        """
+        x, z = self._inputs(x, z, "log_likelihood_grad")
+        b, k, d = z.shape
+        xt = self.ctx.tensor(x)
+        zt = self.ctx.tensor(z.reshape(b * k, d))
+        out = torch.empty(b * k, dtype=torch.float64)
+        grad = torch.empty(b * k, d, dtype=torch.float64)
+        with torch.enable_grad(), full_precision(self.ctx.device):
+            for start in range(0, b * k, self.ctx.chunk):
+                stop = min(b * k, start + self.ctx.chunk)
+                rows = torch.arange(start, stop, device=xt.device) // k
+                zc = zt[start:stop].detach().requires_grad_(True)
+                lp = self._rowwise(self._dist(self.module(zc)), xt[rows], start, k)
+                (g,) = torch.autograd.grad(lp.sum(), zc)
+                out[start:stop] = lp.detach().cpu()
+                grad[start:stop] = g.detach().to("cpu", torch.float64)
+        return out.numpy().reshape(b, k), grad.numpy().reshape(b, k, d)
+
+    def log_likelihood(self, x: Any, z: Any) -> np.ndarray:
+        x, z = self._inputs(x, z, "log_likelihood")
         b, k, d = z.shape
         xt = self.ctx.tensor(x)
         zt = self.ctx.tensor(z.reshape(b * k, d))
