@@ -38,13 +38,15 @@ def test_torch_and_jax_side_by_side_under_three_priors(tmp_path: Path, capsys: p
         '[priors.optimal]\nfamily = "aggregate_posterior"\n\n'
         '[bootstrap]\nresamples = 100\n[report]\nout = "r.nc"\n'
     )
-    assert main(["run", str(tmp_path / "audit.toml"), "--quiet", "--format", "json", "--iw-samples", "20"]) == 0
+    assert main(["run", str(tmp_path / "audit.toml"), "--quiet", "--format", "json", "--iw-samples", "20",
+                 "--refine-steps", "5"]) == 0
     capsys.readouterr()
     ds = xr.open_dataset(tmp_path / "r.nc")
     assert list(ds["model"].values) == ["torch_vae", "jax_vae"]
     assert list(ds["prior"].values) == ["native", "mog", "optimal"]
     assert list(ds["adapter"].values) == ["torch", "jax"]
-    for term in ("elbo", "avg_kl", "index_code_mi", "marginal_kl", "log_likelihood", "inference_gap"):
+    for term in ("elbo", "avg_kl", "index_code_mi", "marginal_kl", "log_likelihood", "inference_gap",
+                 "refined_elbo", "amortization_gap", "approximation_gap"):
         a, b = ds[term].sel(model="torch_vae").values, ds[term].sel(model="jax_vae").values
         np.testing.assert_allclose(a, b, atol=1e-4, err_msg=term)  # same weights, same noise
     assert float(ds["marginal_kl"].sel(model="torch_vae", prior="native")) > 0.05
@@ -52,6 +54,10 @@ def test_torch_and_jax_side_by_side_under_three_priors(tmp_path: Path, capsys: p
     ll = ds["log_likelihood"].sel(model="torch_vae")
     assert np.isfinite(float(ll.sel(prior="native"))) and np.isnan(ll.sel(prior=["mog", "optimal"])).all()
     assert int(ds.attrs["iw_samples"]) == 20
+    # so does refinement, with each framework's own gradients
+    gap = ds["amortization_gap"].sel(model="torch_vae")
+    assert np.isfinite(float(gap.sel(prior="native"))) and np.isnan(gap.sel(prior=["mog", "optimal"])).all()
+    assert int(ds.attrs["refine_steps"]) == 5
     assert main(["compare", str(tmp_path / "r.nc"), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     labels = [r["label"] for r in doc["rows"]]

@@ -118,6 +118,10 @@ class AuditSettings:
             "pairwise_form": self.form,
             "active_threshold": float(self.active_threshold),
             "iw_samples": int(self.iw_samples),
+            **(
+                {"iw_proposal": "amortized+refined" if self.refine_steps > 0 else "amortized"}
+                if self.iw_samples > 0 else {}
+            ),
             "refine_steps": int(self.refine_steps),
             **(
                 {"refine_lr": float(self.refine_lr), "refine_samples": int(self.refine_samples)}

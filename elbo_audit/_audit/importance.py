@@ -40,6 +40,7 @@ def iw_log_likelihood(
     k: int,
     batch_size: int,
     *,
+    refined: DiagonalGaussian | None = None,
     model: str = "model",
     reporter: Reporter = SILENT,
 ) -> TermEstimate:
@@ -60,6 +61,14 @@ def iw_log_likelihood(
     batch_size : int
         Data points per decoder call; the K samples go through in chunks of
         at most ``8 * batch_size`` decoder evaluations per call.
+    refined : DiagonalGaussian, optional
+        Refined posteriors (``--refine-steps``). The proposal is then the
+        defensive mixture of ``q`` and ``refined``: even-numbered samples come
+        from ``q``, odd-numbered ones from ``refined``, and each weight is
+        p(x, z) / (w_q q(z|x) + w_r r(z|x)) with w_q, w_r the two shares of
+        the K samples (still an unbiased estimate of p(x) inside the log). A
+        refined mean-field posterior is often narrower than the true one, a
+        poor proposal alone; the mixture keeps the tails of the encoder's.
 
     Returns
     -------
@@ -78,6 +87,8 @@ def iw_log_likelihood(
        variational autoencoders", ICML 2018.
     """
     n, d = q.n_points, q.n_latent
+    props = [q] if refined is None else [q, refined]
+    shares = np.array([-(-k // len(props)), k // len(props)][: len(props)], np.float64) / k
     ll = np.empty(n)
     var = np.empty(n)
     with reporter.task(f"importance weighting {model}: {k} samples", -(-n // batch_size)) as bar:
@@ -85,16 +96,12 @@ def iw_log_likelihood(
             stop = min(n, start + batch_size)
             b = stop - start
             chunk = max(1, min(k, (8 * batch_size) // b))
-            mu, sd = q.mean[start:stop, None, :], q.std[start:stop, None, :]
-            log_norm = -np.sum(np.log(sd), axis=2) - 0.5 * d * LOG_2PI
             top = np.full(b, -np.inf)
             s1 = np.zeros(b)
             s2 = np.zeros(b)
             for c in range(0, k, chunk):
                 kk = min(chunk, k - c)
-                eps = rng.standard_normal((b, kk, d))
-                z = mu + sd * eps
-                log_q = log_norm - 0.5 * np.sum(eps * eps, axis=2)
+                z, log_q = _draw(props, shares, start, stop, c, kk, rng)
                 log_p = np.asarray(prior.log_prob(z.reshape(-1, d)), np.float64).reshape(b, kk)
                 lw = decode(start, stop, z) + log_p - log_q
                 new_top = np.maximum(top, lw.max(axis=1))
@@ -111,9 +118,34 @@ def iw_log_likelihood(
         se = float(ll.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
     else:
         se = float(math.sqrt(var.sum()) / n)
+    source = "q(z|x_n)" if refined is None else "the equal mixture of q(z|x_n) and the refined posteriors"
     return TermEstimate(
-        float(ll.mean()), se, ll, f"importance-weighted bound, K = {k} samples from q(z|x_n) (a lower bound)"
+        float(ll.mean()), se, ll, f"importance-weighted bound, K = {k} samples from {source} (a lower bound)"
     )
+
+
+def _draw(
+    props: list[DiagonalGaussian], shares: NDArray[np.float64], start: int, stop: int,
+    first: int, kk: int, rng: np.random.Generator,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Samples first..first+kk-1 of the data points start..stop-1 and their log proposal density."""
+    b, d = stop - start, props[0].n_latent
+    eps = rng.standard_normal((b, kk, d))
+    which = (first + np.arange(kk)) % len(props)
+    mean = np.stack([p.mean[start:stop] for p in props])  # (P, B, D)
+    std = np.stack([p.std[start:stop] for p in props])
+    z = mean[which].transpose(1, 0, 2) + std[which].transpose(1, 0, 2) * eps
+    log_q = np.empty((len(props), b, kk))
+    for i, p in enumerate(props):
+        u = (z - mean[i][:, None, :]) / std[i][:, None, :]
+        log_q[i] = (
+            -np.sum(np.log(std[i]), axis=1)[:, None] - 0.5 * d * LOG_2PI - 0.5 * np.sum(u * u, axis=2)
+        )
+    if len(props) == 1:
+        return z, log_q[0]
+    with np.errstate(divide="ignore"):
+        log_shares = np.log(shares)
+    return z, np.logaddexp.reduce(log_q + log_shares[:, None, None], axis=0)
 
 
 def inference_gap(log_likelihood: TermEstimate, elbo: TermEstimate) -> TermEstimate:
