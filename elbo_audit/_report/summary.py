@@ -121,9 +121,12 @@ def table_notes(ds: xr.Dataset, records: list[dict[str, Any]], terms: list[tuple
             )
     if "log_likelihood" in names:
         k = int(ds.attrs.get("iw_samples", 0))
+        source = "q(z|x_n)"
+        if str(ds.attrs.get("iw_proposal", "")) == "amortized+refined":
+            source = "the equal mixture of q(z|x_n) and the refined posteriors"
         notes.append(
             f"log p(x) (IW): the importance-weighted lower bound on log p(x) with K = {k} samples from "
-            "q(z|x_n), under the model's own prior only; inference gap = log p(x) (IW) - ELBO, biased "
+            f"{source}, under the model's own prior only; inference gap = log p(x) (IW) - ELBO, biased "
             "low (it grows towards the true gap as K grows)."
         )
     if "refined_elbo" in names:

@@ -191,6 +191,14 @@ class LinearGaussianLatentModel:
         const = self.n_features * _LOG_2PI + float(np.sum(np.log(self.noise_variance)))
         return -0.5 * (quad + const)
 
+    def log_likelihood_grad(
+        self, x: NDArray[Any], z: NDArray[Any]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """log p(x_b | z_bk) (B, K) and its gradient (x - z W' - mu) diag(1/psi) W'^T (B, K, K_z)."""
+        ll = self.log_likelihood(x, z)
+        resid = self.as_rows(x)[:, None, :] - (np.asarray(z, np.float64) @ self.loading + self.mean)
+        return ll, (resid / self.noise_variance) @ self.loading.T
+
     def covariance(self) -> NDArray[np.float64]:
         """Marginal covariance of x, W'^T W' + diag(psi), shape (D, D)."""
         cov = self.loading.T @ self.loading
@@ -231,3 +239,9 @@ class LinearGaussianDecoder:
     def log_likelihood(self, x: NDArray[Any], z: NDArray[np.float64]) -> NDArray[np.float64]:
         """log p(x_b | z_bk) for x of B rows and z of shape (B, K, D_z); returns (B, K)."""
         return self.model.log_likelihood(x, z)
+
+    def log_likelihood_grad(
+        self, x: NDArray[Any], z: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """log p(x_b | z_bk) and its gradient in z, in closed form: (B, K) and (B, K, D_z)."""
+        return self.model.log_likelihood_grad(x, z)

@@ -72,3 +72,33 @@ def test_importance_weighted_log_likelihood_equals_sklearn_score() -> None:
     gap = native.importance["inference_gap"]
     assert abs(gap.value) < 4.0 * gap.se, (gap.value, gap.se)
     assert result.by_prior["native"].importance["inference_gap"].se > 0.0
+
+
+def test_refining_an_exact_posterior_leaves_no_gap() -> None:
+    # the adapter's posterior is exact: refinement starts at the optimum, both gaps are 0 and the
+    # refined ELBO is scikit-learn's score
+    est = digits_factor_analysis()
+    x = load_digits_dataset().x[:300]
+    settings = AuditSettings(seed=1, iw_samples=5, refine_steps=50, reconstruction_samples=8, n_resamples=0)
+    terms = audit_model(wrap_estimator(est, "m"), x, settings).by_prior["native"].importance
+    refined = terms["refined_elbo"]
+    assert abs(refined.value - est.score(x)) < 4.0 * refined.se, (refined.value, est.score(x), refined.se)
+    for gap in ("amortization_gap", "approximation_gap"):
+        assert abs(terms[gap].value) < 4.0 * terms[gap].se, (gap, terms[gap].value, terms[gap].se)
+    ll = terms["log_likelihood"]  # a bound on score from the mixture of exact and refined posteriors
+    assert ll.value <= est.score(x) + 4.0 * ll.se
+
+
+def test_decoder_gradient_matches_numerical_differentiation() -> None:
+    est = digits_factor_analysis()
+    x = load_digits_dataset().x[:5]
+    dec = wrap_estimator(est, "m").decoder
+    z = np.random.default_rng(2).normal(size=(5, 3, est.n_components))
+    ll, grad = dec.log_likelihood_grad(x, z)
+    h = 1e-6
+    numeric = np.stack(
+        [(dec.log_likelihood(x, z + h * e) - dec.log_likelihood(x, z - h * e)) / (2 * h)
+         for e in np.eye(est.n_components)], axis=-1,
+    )
+    np.testing.assert_allclose(ll, dec.log_likelihood(x, z), rtol=0, atol=0)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6)
