@@ -279,6 +279,67 @@ def check_decoder_output(ctx: CheckContext) -> None:
     _close(flipped, ll, FLOAT32_RTOL, FLOAT32_RTOL * scale, "log_likelihood of reversed rows")
 
 
+def _directional(f: Callable[[NDArray[np.float64]], NDArray[np.float64]], z: NDArray[np.float64],
+                 v: NDArray[np.float64], h: float) -> NDArray[np.float64]:
+    """Central difference of f along v: (f(z + h v) - f(z - h v)) / 2h."""
+    return (np.asarray(f(z + h * v), np.float64) - np.asarray(f(z - h * v), np.float64)) / (2.0 * h)
+
+
+#: step of the gradient checks' central differences: small against the curvature of a decoder's
+#: log-likelihood (error O(h^2)), large enough that float32 rounding of the values, divided by h,
+#: stays below the tolerance
+_GRAD_STEP = 1e-2
+
+
+def _slopes_close(slope: NDArray[np.float64], numeric: NDArray[np.float64], scale: float, what: str) -> None:
+    """Directional derivatives within 1% of each other, or of the largest one, plus float32 rounding / h."""
+    atol = 1e-2 * float(np.abs(numeric).max()) + 1e-7 * scale / _GRAD_STEP
+    _close(slope, numeric, 1e-2, atol, what)
+
+
+def check_decoder_gradient(ctx: CheckContext) -> None:
+    """log_likelihood_grad(), when present, agrees with central differences of log_likelihood()."""
+    dec = ctx.model.decoder
+    grad = getattr(dec, "log_likelihood_grad", None)
+    if dec is None or grad is None:
+        _skip("the decoder has no log_likelihood_grad")
+    xb = _subset(ctx.x, _SHAPE_POINTS)
+    b = xb.shape[0]
+    q = _encode(ctx, xb)
+    rng = np.random.default_rng(20180710)
+    z = q.sample(rng.standard_normal((b, 2, q.n_latent)))
+    ll, g = grad(xb, z)
+    _float64_array(np.asarray(ll, np.float64), (b, 2), "log_likelihood_grad's values")
+    g = _float64_array(np.asarray(g, np.float64), z.shape, "log_likelihood_grad's gradients")
+    scale = float(np.abs(ll).max()) + 1.0
+    _close(ll, dec.log_likelihood(xb, z), FLOAT32_RTOL, FLOAT32_RTOL * scale,
+           "log_likelihood_grad's values vs log_likelihood")
+    v = rng.standard_normal(z.shape)
+    v /= np.linalg.norm(v, axis=2, keepdims=True)
+    numeric = _directional(lambda zz: dec.log_likelihood(xb, zz), z, v, _GRAD_STEP)
+    _slopes_close(np.sum(g * v, axis=2), numeric, scale,
+                  "log_likelihood_grad along random directions vs central differences of log_likelihood")
+
+
+def check_prior_gradient(ctx: CheckContext) -> None:
+    """grad_log_prob(), when present, agrees with central differences of log_prob()."""
+    p = ctx.model.prior
+    grad = getattr(p, "grad_log_prob", None)
+    if grad is None:
+        _skip("the prior has no grad_log_prob (refinement uses central differences of log_prob)")
+    q = _encode(ctx, _subset(ctx.x, _SHAPE_POINTS))
+    d = p.n_latent
+    rng = np.random.default_rng(20180711)
+    z = np.concatenate([q.sample(rng.standard_normal((q.n_points, 2, d))).reshape(-1, d),
+                        rng.standard_normal((5, d)) * 2.0])
+    g = _float64_array(np.asarray(grad(z), np.float64), z.shape, "prior.grad_log_prob")
+    v = rng.standard_normal(z.shape)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    scale = float(np.abs(p.log_prob(z)).max()) + 1.0
+    _slopes_close(np.sum(g * v, axis=1), _directional(p.log_prob, z, v, _GRAD_STEP), scale,
+                  "prior.grad_log_prob along random directions vs central differences of log_prob")
+
+
 def check_prior_shapes(ctx: CheckContext) -> None:
     """log_prob (S,), marginal_log_prob (S, D) summing to it, sample (n, D), all float64."""
     p = ctx.model.prior
@@ -441,8 +502,10 @@ CHECKS: dict[str, Callable[[CheckContext], None]] = {
     "encoder_output": check_encoder_output,
     "encoder_batch_invariance": check_encoder_batch_invariance,
     "decoder_output": check_decoder_output,
+    "decoder_gradient": check_decoder_gradient,
     "prior_shapes": check_prior_shapes,
     "prior_matches_reference": check_prior_matches_reference,
+    "prior_gradient": check_prior_gradient,
     "cross_entropy_monte_carlo": check_cross_entropy_monte_carlo,
     "avg_kl_analytic_vs_monte_carlo": check_avg_kl_analytic_vs_monte_carlo,
     "audit_identities": check_audit_identities,

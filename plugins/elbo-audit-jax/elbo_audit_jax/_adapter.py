@@ -466,6 +466,7 @@ class JaxFunctionPrior:
         self.factorised = spec.marginal_log_prob_fn is not None
         self._lp = ctx.jit(spec.log_prob_fn)
         self._mlp = ctx.jit(spec.marginal_log_prob_fn) if self.factorised else None
+        self._grad = ctx.jit(jax.grad(lambda p, z: spec.log_prob_fn(p, z).sum(), argnums=1))
 
     @property
     def n_latent(self) -> int:
@@ -495,6 +496,10 @@ class JaxFunctionPrior:
 
     def log_prob(self, z: np.ndarray) -> np.ndarray:
         return self._call(self._lp, z, 1, "log_prob_fn")
+
+    def grad_log_prob(self, z: np.ndarray) -> np.ndarray:
+        """d log p(z) / dz by ``jax.grad`` (rows independent), shape (S, D)."""
+        return self._call(self._grad, z, 2, "log_prob_fn's gradient")
 
     def marginal_log_prob(self, z: np.ndarray) -> np.ndarray:
         if self._mlp is None:

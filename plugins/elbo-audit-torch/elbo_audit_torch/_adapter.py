@@ -466,6 +466,20 @@ class TorchDistributionPrior:
             lp = lp.sum(axis=1)
         return lp
 
+    def grad_log_prob(self, z: np.ndarray) -> np.ndarray:
+        """d log p(z) / dz by torch autograd (rows independent), shape (S, D)."""
+        z = np.asarray(z, dtype=np.float64)
+        dtype = self.dist.mean.dtype if _has_mean(self.dist) else torch.float64
+        out = []
+        with torch.enable_grad():
+            for s in range(0, z.shape[0], _PRIOR_CHUNK):
+                zt = torch.as_tensor(z[s : s + _PRIOR_CHUNK]).to(dtype).to(_device_of(self.dist))
+                zt.requires_grad_(True)
+                lp = self.dist.log_prob(zt)
+                (g,) = torch.autograd.grad(lp.sum(), zt)
+                out.append(_np64(g))
+        return np.concatenate(out) if out else np.zeros(z.shape)
+
     def marginal_log_prob(self, z: np.ndarray) -> np.ndarray:
         if self._base is None:
             raise ModelError(f"{self.where}: prior {self.name!r} is not factorised")
