@@ -30,6 +30,9 @@ from .result import AuditResult
 
 __all__ = ["Monitor", "stack_steps"]
 
+#: Options of :func:`elbo_audit.audit` that are not settings of the run.
+_NOT_AUDIT_SETTINGS = ("priors", "prior", "posterior", "likelihood", "adapter", "gates", "data_name")
+
 
 def stack_steps(trees: list[xr.DataTree], steps: list[int], seconds: list[float]) -> xr.DataTree:
     """Reports of one model at several training steps as one report over ``step``.
@@ -109,7 +112,7 @@ class Monitor:
     ) -> None:
         if every < 1:
             raise UsageError(f"Monitor(every={every}): must be at least 1")
-        settings = {k: v for k, v in options.items() if k not in ("priors", "adapter", "gates", "data_name")}
+        settings = {k: v for k, v in options.items() if k not in _NOT_AUDIT_SETTINGS}
         audit_settings(settings)  # an unknown setting fails now, not after the first epoch
         self.x = as_array(data, "Monitor(data)")
         self.path = None if path is None else Path(path)
