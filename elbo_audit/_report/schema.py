@@ -61,6 +61,11 @@ def validate_report(path: str | Path) -> list[str]:
     problems: list[str] = []
     ds = open_report(path)
     with ds:
+        lead: tuple[str, ...] = ("step",) if "step" in ds.dims else ()  # a Monitor report, over step
+        if lead:
+            from .steps import step_problems  # steps imports this module
+
+            problems += step_problems(ds)
         for attr in REQUIRED_ATTRS:
             if attr not in ds.attrs:
                 problems.append(f"root attribute {attr!r} missing")
@@ -70,8 +75,8 @@ def validate_report(path: str | Path) -> list[str]:
         if "ci_bound" in ds.coords and [str(v) for v in ds["ci_bound"].values] != ["lower", "upper"]:
             problems.append("coordinate ci_bound must be ['lower', 'upper']")
         for term in TERMS:
-            for name, dims in ((term, ("model", "prior")), (f"{term}_se", ("model", "prior")),
-                               (f"{term}_ci", ("model", "prior", "ci_bound"))):
+            for name, dims in ((term, (*lead, "model", "prior")), (f"{term}_se", (*lead, "model", "prior")),
+                               (f"{term}_ci", (*lead, "model", "prior", "ci_bound"))):
                 if name not in ds:
                     problems.append(f"variable {name!r} missing")
                     continue
@@ -83,7 +88,8 @@ def validate_report(path: str | Path) -> list[str]:
                 for attr in ("long_name", "estimator"):
                     if attr not in ds[term].attrs:
                         problems.append(f"variable {term!r} lacks attribute {attr!r}")
-        for name, want in _LATENT_DIMS.items():
+        for name, dims in _LATENT_DIMS.items():
+            want = (*lead, *dims)
             if name in ds and tuple(ds[name].dims) != want:
                 problems.append(f"variable {name!r} has dims {tuple(ds[name].dims)}, expected {want}")
         if "latent_kl" in ds and ds["latent_kl"].attrs.get("units") != "nat":
@@ -98,11 +104,12 @@ def validate_report(path: str | Path) -> list[str]:
         problems.append(f"groups unreadable: {exc}")
         return problems
     with tree:
+        lead = ("step",) if "step" in tree.dims else ()
         if "replicates" not in tree.children:
             problems.append("group /replicates missing")
         else:
             reps = tree["replicates"].to_dataset()
             for term in TERMS:
-                if term in reps and tuple(reps[term].dims) != ("model", "prior", "replicate"):
+                if term in reps and tuple(reps[term].dims) != (*lead, "model", "prior", "replicate"):
                     problems.append(f"/replicates/{term} has dims {tuple(reps[term].dims)}")
     return problems
