@@ -123,8 +123,10 @@ def test_bad_pairs_are_refused_with_one_line(x: np.ndarray) -> None:
         elbo_audit.audit((enc, dec), x, posterior="sd", resamples=0)
     with pytest.raises(elbo_audit.UsageError, match=r"likelihood='normal'; a pair of plain callables"):
         elbo_audit.audit((enc, dec), x, likelihood="normal", resamples=0)
-    with pytest.raises(elbo_audit.UsageError, match=r"prior=list; expected 'standard_normal' or"):
-        elbo_audit.audit((enc, dec), x, prior=[0.0, 1.0], resamples=0)
+    with pytest.raises(elbo_audit.UsageError, match=r"prior=ndarray; expected 'standard_normal' or"):
+        elbo_audit.audit((enc, dec), x, prior=np.zeros(2), resamples=0)
+    with pytest.raises(elbo_audit.UsageError, match=r"prior='gaussian'; expected 'standard_normal' or"):
+        elbo_audit.audit((enc, dec), x, prior="gaussian", resamples=0)
     with pytest.raises(elbo_audit.ModelError, match=r"decode returned shape \(\d+, 5\) for \d+ latents"):
         elbo_audit.audit((enc, lambda z: np.zeros((z.shape[0], 5))), x, resamples=0)
     with pytest.raises(elbo_audit.ModelError, match=r"encode returned ndarray; expected a \(mean, log_std\)"):

@@ -198,14 +198,15 @@ def wrap_pair(pair: EncodeDecode, name: str) -> AuditModel:
         )
     encoder = PairEncoder(pair, where)
     prior: Prior
-    if pair.prior is None or pair.prior == "standard_normal":
+    if pair.prior is None or (isinstance(pair.prior, str) and pair.prior == "standard_normal"):
         prior = LazyStandardNormal(lambda: encoder.n_latent, where, "give prior=elbo_audit.StandardNormal(D)")
     elif isinstance(pair.prior, Prior) and not isinstance(pair.prior, str):
         prior = pair.prior
     else:
+        given = repr(pair.prior) if isinstance(pair.prior, str) else type(pair.prior).__name__
         raise UsageError(
-            f"{where}: prior={type(pair.prior).__name__}; expected 'standard_normal' or an "
-            "elbo_audit.Prior (StandardNormal(D), DiagonalGaussianPrior, MixtureOfGaussians, ...)"
+            f"{where}: prior={given}; expected 'standard_normal' or an elbo_audit.Prior "
+            "(StandardNormal(D), DiagonalGaussianPrior, MixtureOfGaussians, ...)"
         )
     attrs = {"encode": _name(pair.encode), "decode": _name(pair.decode),
              "posterior": pair.posterior, "likelihood": pair.likelihood}

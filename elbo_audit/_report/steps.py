@@ -24,16 +24,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import xarray as xr
 
 from .._errors import DataError
-from .schema import open_report
+from .schema import STEP, open_report, step_problems
 
 __all__ = ["STEP", "TREND_TERMS", "has_steps", "latest_step_files", "latest_tree", "step_problems",
-           "trend_lines", "trend_records"]
-
-STEP = "step"
+           "trend_lines", "trend_records"]  # step_problems and STEP live in .schema, the validator
 
 #: The terms whose first and last audited values ``show`` prints for a report over ``step``.
 TREND_TERMS = ("index_code_mi", "marginal_kl")
@@ -43,29 +40,6 @@ def has_steps(path: str | Path) -> bool:
     """Whether the report at ``path`` has a ``step`` dimension."""
     with open_report(path) as ds:
         return STEP in ds.dims
-
-
-def step_problems(ds: xr.Dataset) -> list[str]:
-    """Every way the ``step`` dimension of a report's root group departs from the schema."""
-    if STEP not in ds.dims:
-        return []
-    if STEP not in ds.coords:
-        return ["dimension 'step' has no coordinate"]
-    steps = np.asarray(ds[STEP].values)
-    problems = []
-    if steps.size == 0:
-        problems.append("dimension 'step' is empty")
-    elif steps.dtype.kind not in "iu":
-        problems.append(f"coordinate step must hold integers, holds {steps.dtype}")
-    elif (np.diff(steps) <= 0).any():
-        problems.append(f"coordinate step must increase strictly, is {steps.tolist()}")
-    if "audit_seconds" in ds:
-        secs = ds["audit_seconds"]
-        if tuple(secs.dims) != (STEP,):
-            problems.append(f"variable 'audit_seconds' has dims {tuple(secs.dims)}, expected ('step',)")
-        elif not (np.isfinite(secs.values) & (secs.values >= 0)).all():
-            problems.append("variable 'audit_seconds' holds negative or non-finite times")
-    return problems
 
 
 def _latest(ds: xr.Dataset) -> xr.Dataset:
