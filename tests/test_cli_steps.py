@@ -112,6 +112,10 @@ def test_check_validates_the_step_dimension(
     assert out.splitlines() == [f"{reports['monitor']}: valid elbo-audit report over step (3 audits, steps 0 to 6)",
                                 "PASS model@native: marginal_kl = " + out.split("marginal_kl = ")[1].split()[0]
                                 + " (gate: marginal_kl < 5)"]
+    # a baseline over step is its latest step: the separate audit of the same model differs by 0
+    code, out, _ = _out(capsys, ["check", str(reports["last"]), "--gate", "marginal_kl.delta == 0",
+                                 "--baseline", str(reports["monitor"])])
+    assert code == 0 and "PASS model@native: marginal_kl.delta = 0 " in out
     with xr.open_datatree(reports["monitor"]) as tree:
         tree = tree.load()
     bad = tmp_path / "unordered.nc"
