@@ -13,6 +13,7 @@ _early_guard()  # the elbo-audit command only: SIGINT/SIGTERM while importing ex
 
 from ._api.audit import audit
 from ._api.monitor import Monitor
+from ._api.pair import EncodeDecode
 from ._api.result import AuditResult
 from ._audit.audit import (
     AuditSettings,
@@ -81,6 +82,7 @@ __all__ = [
     "Decoder",
     "DiagonalGaussian",
     "DiagonalGaussianPrior",
+    "EncodeDecode",
     # protocols and model pieces
     "Encoder",
     "Engine",

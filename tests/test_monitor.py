@@ -94,10 +94,13 @@ def test_monitor_refuses_bad_settings_before_training() -> None:
         elbo_audit.Monitor(np.zeros((4, 2)), every=0)
 
 
-def test_the_lightning_callback_needs_lightning_and_says_so() -> None:
-    import importlib.util
+def test_the_lightning_callback_needs_lightning_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
 
-    if importlib.util.find_spec("lightning") or importlib.util.find_spec("pytorch_lightning"):
-        pytest.skip("lightning is installed: the callback imports (its behaviour is not tested here)")
+    for name in ("lightning", "lightning.pytorch", "lightning.pytorch.callbacks", "pytorch_lightning",
+                 "pytorch_lightning.callbacks", "elbo_audit_torch.lightning"):
+        monkeypatch.setitem(sys.modules, name, None)  # None: "import X" raises ImportError
+    monkeypatch.delitem(sys.modules, "elbo_audit_torch.lightning")
     with pytest.raises(ImportError, match="pip install lightning"):
         importlib.import_module("elbo_audit_torch.lightning")

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TUTORIALS = ("tutorial-torch.md", "tutorial-jax.md", "example.md")
+TUTORIALS = ("tutorial-torch.md", "tutorial-jax.md", "example.md", "api.md")
 FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 
 DRIVER = r"""

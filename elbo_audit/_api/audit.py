@@ -40,6 +40,7 @@ from .._report.gates import parse_gate
 from .._reporting import SILENT, Reporter
 from ..hookspecs import ModelRef
 from .data import as_array, check_points
+from .pair import EncodeDecode, as_pair, wrap_pair
 from .result import AuditResult
 
 __all__ = ["audit", "audit_settings", "prepare_model"]
@@ -100,10 +101,12 @@ def prepare_model(
     if isinstance(model, AuditModel):
         model.name = name
         return model
+    if isinstance(model, EncodeDecode) and adapter is None and not _claimed(model, host):
+        return wrap_pair(model, name)
     ref = ModelRef(
         name=name,
         adapter=adapter,
-        device=device or _device_of(model) or "cpu",
+        device=device or _device_of(model.encode if isinstance(model, EncodeDecode) else model) or "cpu",
         batch_size=batch_size,
         no_weights=True,
     )
@@ -114,6 +117,17 @@ def prepare_model(
         "weights": "in memory (the object's own parameters)",
     }
     return wrap_object(model, ref, plugin, info, attrs)
+
+
+def _claimed(model: Any, host: PluginHost) -> bool:
+    """Whether an adapter's ``claims`` accepts ``model`` (an error while asking is raised later)."""
+    for _, info in host.adapters().values():
+        try:
+            if info.claims(model):
+                return True
+        except Exception:  # noqa: BLE001 - pick_adapter raises it with the adapter's name
+            return True
+    return False
 
 
 def _prior_entries(priors: Any) -> tuple[list[PriorEntry], dict[str, Prior]]:
@@ -158,6 +172,9 @@ def audit(
     *,
     priors: Any = None,
     name: str = "model",
+    prior: Any = None,
+    posterior: str | None = None,
+    likelihood: str | None = None,
     adapter: str | None = None,
     gates: Sequence[str] = (),
     data_name: str = "in-memory",
@@ -174,6 +191,11 @@ def audit(
         ``JaxVAE`` of pure functions and params, a fitted scikit-learn
         ``FactorAnalysis`` or ``PCA``, or an :class:`AuditModel`. Its own
         parameters are audited; a torch module runs on its own device.
+        Or a pair ``(encode, decode)`` of callables (or an
+        :class:`~elbo_audit._api.pair.EncodeDecode`): ``encode(x)`` maps a
+        numpy batch to ``(mean, log_std)`` arrays or tensors, ``decode(z)``
+        maps latents (M, D) to Bernoulli logits; a pair of torch
+        ``nn.Module`` objects goes to the torch adapter instead.
     data : array-like, tensor, DataLoader or iterable of batches
         The data points, one per row (see :func:`elbo_audit._api.data.as_array`).
     priors : list of str or mapping, optional
@@ -183,6 +205,14 @@ def audit(
         :class:`Prior`. The model's own prior is always ``native``.
     name : str
         The model's name in the report.
+    prior : Prior or str, optional
+        For a pair only: the model's own prior (``native``), N(0, I) by
+        default; an :class:`elbo_audit.Prior`, or what the adapter that claims
+        the pair takes (a ``torch.distributions`` object for torch modules).
+    posterior : {"log_std", "log_var", "std", "var"}, optional
+        For a pair only: the second output of ``encode`` (default ``log_std``).
+    likelihood : str, optional
+        For a pair only: what ``decode`` returns (``bernoulli`` logits, the default).
     adapter : str, optional
         The adapter to use (default: the one that claims the object).
     gates : sequence of str
@@ -216,6 +246,7 @@ def audit(
     carve up the variational evidence lower bound. NIPS Workshop on Advances
     in Approximate Bayesian Inference.
     """
+    model = as_pair(model, prior, posterior, likelihood)
     cfg = audit_settings(settings)
     run_settings = _settings(cfg)
     parsed_gates = [parse_gate(g) for g in gates]

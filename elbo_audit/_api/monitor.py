@@ -27,8 +27,12 @@ from .._report.build import write_report
 from .audit import audit, audit_settings
 from .data import as_array
 from .result import AuditResult
+from .tensorboard import open_writer
 
 __all__ = ["Monitor", "stack_steps"]
+
+#: Options of :func:`elbo_audit.audit` that are not settings of the run.
+_NOT_AUDIT_SETTINGS = ("priors", "prior", "posterior", "likelihood", "adapter", "gates", "data_name")
 
 
 def stack_steps(trees: list[xr.DataTree], steps: list[int], seconds: list[float]) -> xr.DataTree:
@@ -74,7 +78,12 @@ class Monitor:
         A writer with ``add_scalar(tag, value, step)`` (torch's
         ``SummaryWriter``, tensorboardX's, a Lightning logger's
         ``experiment``); each audit's terms are logged as
-        ``elbo_audit/<term>``.
+        ``elbo_audit/<term>`` (``elbo_audit/<term>@<prior>`` for the
+        alternative priors) and its wall time as ``elbo_audit/audit_seconds``.
+    log_dir : str or path, optional
+        Write those scalars as TensorBoard event files into this folder
+        (needs the ``tensorboard`` package; see
+        :func:`elbo_audit._api.tensorboard.open_writer`); not with ``tensorboard``.
     log : callable, optional
         Receives the line that says what each audit cost (default: stderr).
     **options
@@ -104,18 +113,24 @@ class Monitor:
         every: int = 1,
         name: str = "model",
         tensorboard: Any = None,
+        log_dir: str | os.PathLike[str] | None = None,
         log: Callable[[str], None] | None = None,
         **options: Any,
     ) -> None:
         if every < 1:
             raise UsageError(f"Monitor(every={every}): must be at least 1")
-        settings = {k: v for k, v in options.items() if k not in ("priors", "adapter", "gates", "data_name")}
+        settings = {k: v for k, v in options.items() if k not in _NOT_AUDIT_SETTINGS}
         audit_settings(settings)  # an unknown setting fails now, not after the first epoch
+        if tensorboard is not None and log_dir is not None:
+            raise UsageError("Monitor: give tensorboard=WRITER or log_dir=FOLDER, not both")
+        if log_dir is not None:
+            tensorboard = open_writer(log_dir)
         self.x = as_array(data, "Monitor(data)")
         self.path = None if path is None else Path(path)
         self.every = int(every)
         self.name = name
         self.tensorboard = tensorboard
+        self._owns_writer = log_dir is not None
         self.options = options
         self._log = log or (lambda line: print(line, file=sys.stderr))
         self.steps: list[int] = []
@@ -158,6 +173,16 @@ class Monitor:
                 if np.isfinite(value):
                     suffix = "" if prior == "native" else f"@{prior}"
                     self.tensorboard.add_scalar(f"elbo_audit/{term}{suffix}", value, step)
+        self.tensorboard.add_scalar("elbo_audit/audit_seconds", self.seconds[-1], step)
+        flush = getattr(self.tensorboard, "flush", None)
+        if callable(flush):
+            flush()  # readable while training goes on
+
+    def close(self) -> None:
+        """Close the TensorBoard writer opened for ``log_dir`` (a writer passed in stays open)."""
+        if self._owns_writer and self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
     def to_xarray(self) -> xr.DataTree:
         """All audits so far as one report over ``step``."""

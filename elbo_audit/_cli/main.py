@@ -26,6 +26,7 @@ from .._report.html import write_html
 from .._report.latents import format_latents, latent_records
 from .._report.plot import plot_report
 from .._report.schema import open_report, require_valid, validate_report
+from .._report.steps import STEP, latest_step_files, trend_lines, trend_records
 from .._report.summary import format_summary
 from .._version import __version__
 from .backends import backend_table
@@ -251,30 +252,45 @@ _PLOT_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg", "eps", "ps", "tif", "tiff",
 def _cmd_show(args: argparse.Namespace) -> int:
     _show_outputs(args)
     require_valid(args.report)
-    ds = open_report(args.report)
+    with open_report(args.report) as whole:
+        trend = trend_lines(whole) if STEP in whole.dims else ""
+        trend_doc = trend_records(whole) if trend else None
+    with latest_step_files([args.report]) as (report,):  # a Monitor report: its latest step
+        _show(args, report, trend, trend_doc)
+    return 0
+
+
+def _show(args: argparse.Namespace, report: str, trend: str, trend_doc: object) -> None:
+    ds = open_report(report)
     text = format_summary(ds, args.format)
     latents = latent_records(ds) if args.format == "json" else []
     text_latents = format_latents(ds, args.format) if args.format != "json" else ""
+    step = ds.attrs.get("monitor_step")
     ds.close()
-    gates = read_gates(args.report)
+    gates = read_gates(report)
     if args.format == "json":
         doc = json.loads(text)
         doc["gates"] = gates
         doc["latents"] = latents
+        if trend_doc is not None:
+            doc["step"] = int(step) if step is not None else None
+            doc["trend"] = trend_doc
         print(json.dumps(doc, indent=2))
     else:
+        if trend:
+            print(f"step {step} (the latest audit of a report over step)\n")
         print(text, end="")
+        print(trend, end="")
         print(text_latents, end="")
         print(format_gates(gates, args.format), end="")
     if args.plot:
-        plot_report(args.report, args.plot)
+        plot_report(report, args.plot)
         if not args.quiet:
             print(f"plot written to {args.plot}", file=sys.stderr)
     if args.html:
-        write_html(args.report, args.html)
+        write_html(report, args.html)
         if not args.quiet:
             print(f"page written to {args.html}", file=sys.stderr)
-    return 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -283,14 +299,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"{args.report}: {p}", file=sys.stderr)
         raise UsageError(f"{args.report}: {len(problems)} schema problem(s); first: {problems[0]}")
-    open_report(args.report).close()
-    print(f"{args.report}: valid elbo-audit report")
-    exprs = list(args.gate) or [str(g["expression"]) for g in read_gates(args.report)]
+    with open_report(args.report) as ds:
+        steps = [int(v) for v in ds[STEP].values] if STEP in ds.dims else []
+    over = f" over step ({len(steps)} audits, steps {steps[0]} to {steps[-1]})" if steps else ""
+    print(f"{args.report}: valid elbo-audit report{over}")
+    reports = [args.report] + ([args.baseline] if args.baseline else [])
+    with latest_step_files(reports) as latest:  # gates of a report over step: its latest step
+        return _check_gates(args, latest[0], latest[1] if args.baseline else None)
+
+
+def _check_gates(args: argparse.Namespace, report: str, baseline: str | None) -> int:
+    exprs = list(args.gate) or [str(g["expression"]) for g in read_gates(report)]
     if not exprs:
         return 0
     gates = [parse_gate(e) for e in exprs]
-    own = load_baseline(args.report)
-    base = load_baseline(args.baseline) if args.baseline else None
+    own = load_baseline(report)
+    base = load_baseline(baseline) if baseline else None
     judged = [g for g in gates if base is not None or not g.bound.startswith("delta")]
     for g in gates:
         if g not in judged:
@@ -307,7 +331,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--confidence must be in (0, 1), got {level}")
     for report in args.reports:
         require_valid(report)
-    doc = compare_reports(args.reports, args.confidence)
+    with latest_step_files(args.reports) as latest:  # a report over step: its latest step
+        doc = compare_reports(latest, args.confidence)
+    real = dict(zip(latest, args.reports, strict=True))
+    for row in doc["rows"]:
+        row["report"] = real.get(row["report"], row["report"])
+    for report, used in zip(args.reports, latest, strict=True):
+        if used != report and not args.quiet:
+            print(f"elbo-audit compare: {report} is a report over step; comparing its latest step",
+                  file=sys.stderr)
     text = format_comparison(doc, args.format)
     print(text, end="" if text.endswith("\n") else "\n")
     return 0

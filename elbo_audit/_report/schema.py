@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from .._errors import DataError
 from .._model.terms import TERMS
 from .build import CONVENTIONS
 
-__all__ = ["REQUIRED_ATTRS", "open_report", "require_valid", "validate_report"]
+__all__ = ["REQUIRED_ATTRS", "STEP", "open_report", "require_valid", "step_problems", "validate_report"]
+
+#: The leading dimension of a report over training steps (:class:`elbo_audit.Monitor`).
+STEP = "step"
 
 REQUIRED_ATTRS = (
     "Conventions", "schema_version", "title", "history", "created_at", "creation_library",
@@ -29,6 +33,29 @@ _LATENT_DIMS: dict[str, tuple[str, ...]] = {
     "active": ("model", "latent"),
     "n_active": ("model",),
 }
+
+
+def step_problems(ds: xr.Dataset) -> list[str]:
+    """Every way the ``step`` dimension of a report's root group departs from the schema."""
+    if STEP not in ds.dims:
+        return []
+    if STEP not in ds.coords:
+        return ["dimension 'step' has no coordinate"]
+    steps = np.asarray(ds[STEP].values)
+    problems = []
+    if steps.size == 0:
+        problems.append("dimension 'step' is empty")
+    elif steps.dtype.kind not in "iu":
+        problems.append(f"coordinate step must hold integers, holds {steps.dtype}")
+    elif (np.diff(steps) <= 0).any():
+        problems.append(f"coordinate step must increase strictly, is {steps.tolist()}")
+    if "audit_seconds" in ds:
+        secs = ds["audit_seconds"]
+        if tuple(secs.dims) != (STEP,):
+            problems.append(f"variable 'audit_seconds' has dims {tuple(secs.dims)}, expected ('step',)")
+        elif not (np.isfinite(secs.values) & (secs.values >= 0)).all():
+            problems.append("variable 'audit_seconds' holds negative or non-finite times")
+    return problems
 
 
 def open_report(path: str | Path) -> xr.Dataset:
@@ -61,6 +88,8 @@ def validate_report(path: str | Path) -> list[str]:
     problems: list[str] = []
     ds = open_report(path)
     with ds:
+        lead: tuple[str, ...] = (STEP,) if STEP in ds.dims else ()  # a Monitor report, over step
+        problems += step_problems(ds)
         for attr in REQUIRED_ATTRS:
             if attr not in ds.attrs:
                 problems.append(f"root attribute {attr!r} missing")
@@ -70,8 +99,8 @@ def validate_report(path: str | Path) -> list[str]:
         if "ci_bound" in ds.coords and [str(v) for v in ds["ci_bound"].values] != ["lower", "upper"]:
             problems.append("coordinate ci_bound must be ['lower', 'upper']")
         for term in TERMS:
-            for name, dims in ((term, ("model", "prior")), (f"{term}_se", ("model", "prior")),
-                               (f"{term}_ci", ("model", "prior", "ci_bound"))):
+            for name, dims in ((term, (*lead, "model", "prior")), (f"{term}_se", (*lead, "model", "prior")),
+                               (f"{term}_ci", (*lead, "model", "prior", "ci_bound"))):
                 if name not in ds:
                     problems.append(f"variable {name!r} missing")
                     continue
@@ -83,7 +112,8 @@ def validate_report(path: str | Path) -> list[str]:
                 for attr in ("long_name", "estimator"):
                     if attr not in ds[term].attrs:
                         problems.append(f"variable {term!r} lacks attribute {attr!r}")
-        for name, want in _LATENT_DIMS.items():
+        for name, dims in _LATENT_DIMS.items():
+            want = (*lead, *dims)
             if name in ds and tuple(ds[name].dims) != want:
                 problems.append(f"variable {name!r} has dims {tuple(ds[name].dims)}, expected {want}")
         if "latent_kl" in ds and ds["latent_kl"].attrs.get("units") != "nat":
@@ -98,11 +128,12 @@ def validate_report(path: str | Path) -> list[str]:
         problems.append(f"groups unreadable: {exc}")
         return problems
     with tree:
+        lead = (STEP,) if STEP in tree.dims else ()
         if "replicates" not in tree.children:
             problems.append("group /replicates missing")
         else:
             reps = tree["replicates"].to_dataset()
             for term in TERMS:
-                if term in reps and tuple(reps[term].dims) != ("model", "prior", "replicate"):
+                if term in reps and tuple(reps[term].dims) != (*lead, "model", "prior", "replicate"):
                     problems.append(f"/replicates/{term} has dims {tuple(reps[term].dims)}")
     return problems

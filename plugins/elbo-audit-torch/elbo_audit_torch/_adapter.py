@@ -26,6 +26,7 @@ from elbo_audit import (
     AuditError,
     AuditModel,
     DiagonalGaussian,
+    EncodeDecode,
     LazyStandardNormal,
     ModelError,
     ModelRef,
@@ -65,11 +66,18 @@ def _is_vae_module(obj: Any) -> bool:
     )
 
 
+def _is_module_pair(obj: Any) -> bool:
+    """An ``elbo_audit.audit((encoder, decoder), ...)`` pair of two ``nn.Module`` objects."""
+    return isinstance(obj, EncodeDecode) and all(
+        isinstance(f, torch.nn.Module) for f in (obj.encode, obj.decode)
+    )
+
+
 def claims(obj: Any) -> bool:
     """Whether the torch adapter handles ``obj``."""
     if isinstance(obj, LoadedModule):
         return _is_vae_module(obj.module)
-    return isinstance(obj, TorchVAE) or _is_vae_module(obj)
+    return isinstance(obj, TorchVAE) or _is_vae_module(obj) or _is_module_pair(obj)
 
 
 def to_spec(obj: Any) -> TorchVAE:
@@ -78,6 +86,9 @@ def to_spec(obj: Any) -> TorchVAE:
         obj = obj.module
     if isinstance(obj, TorchVAE):
         return obj
+    if _is_module_pair(obj):
+        return TorchVAE(encoder=obj.encode, decoder=obj.decode, prior=obj.prior,
+                        likelihood=obj.likelihood, posterior=obj.posterior)
     if isinstance(obj, torch.nn.Module):
         make = getattr(obj, "elbo_audit_spec", None)
         if callable(make):

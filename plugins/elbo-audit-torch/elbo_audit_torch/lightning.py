@@ -1,11 +1,11 @@
 """A PyTorch Lightning callback that audits the model every k epochs (:class:`elbo_audit.Monitor`).
 
 Importing this module needs ``lightning`` (or the older ``pytorch_lightning``);
-the rest of the plugin does not. Untested here: lightning is not installed in
-elbo-audit's test environment, so the callback is kept to the calls
-Lightning documents (``Callback.on_validation_epoch_end(trainer, pl_module)``,
+the rest of the plugin does not. The callback keeps to the calls Lightning
+documents (``Callback.on_validation_epoch_end(trainer, pl_module)``,
 ``trainer.current_epoch``, ``trainer.sanity_checking``,
-``trainer.is_global_zero``, ``trainer.logger.experiment``).
+``trainer.is_global_zero``, ``trainer.logger.experiment``); a real training
+run is tested in ``tests/test_monitor_lightning.py``.
 
 Example::
 
@@ -30,7 +30,7 @@ try:
     from lightning.pytorch.callbacks import Callback
 except ImportError:  # pragma: no cover - the standalone package of older releases
     try:
-        from pytorch_lightning.callbacks import Callback
+        from pytorch_lightning.callbacks import Callback  # type: ignore[assignment,unused-ignore]
     except ImportError as exc:  # pragma: no cover
         raise ImportError(
             "elbo_audit_torch.lightning needs PyTorch Lightning: pip install lightning"
@@ -41,7 +41,7 @@ from elbo_audit import Monitor
 __all__ = ["ElboAuditCallback"]
 
 
-class ElboAuditCallback(Callback):  # type: ignore[misc]
+class ElboAuditCallback(Callback):  # type: ignore[misc,unused-ignore]  # Any without lightning
     """Audit a held-out set at the end of every ``every``-th validation epoch.
 
     Parameters
