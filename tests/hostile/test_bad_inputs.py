@@ -161,6 +161,9 @@ ENCODINGS: dict[str, tuple[int, Setup]] = {
     "structured-dtype": (2, _forged(_npy_member(
         "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (40, 2), }", np.ones(N * D).tobytes()))),
     "member-not-npy": (2, _forged(b"garbage bytes")),
+    # numpy's Python 2 header fallback (tokenize) raises TokenError on these
+    "header-unterminated-string": (2, _forged(_npy_member("{'descr': '<f8', 'shape': \"\"\"(40, 2)", b""))),
+    "header-unclosed-bracket": (2, _forged(_npy_member("{'descr': '<f8', 'fortran_order': False, 'shape': (40, 2", b""))),
     "member-name-with-dotdot": (2, _forged(_ok_member(), name="../mean.npy")),
     "reconstruction-K=0": (2, _enc(reconstruction=np.ones((N, 0)))),
     "a-folder": (2, lambda d: (d / "enc.npz").mkdir()),
@@ -173,6 +176,8 @@ def test_bad_encoding(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, setup = ENCODINGS[case]
     line = _refused(code, setup, _run(), tmp_path, capsys, monkeypatch)
     assert "enc.npz" in line  # names the file at fault
+    if case.startswith(("header-un", "header-not", "header-is")):
+        assert "'mean'" in line  # and the array
 
 
 OPTIONS: dict[str, list[str]] = {
