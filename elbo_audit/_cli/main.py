@@ -29,7 +29,7 @@ from .._report.schema import open_report, require_valid, validate_report
 from .._report.summary import format_summary
 from .._version import __version__
 from .backends import backend_table
-from .faults import UserExit, classify
+from .faults import UserExit, classify, routed_warnings
 from .plugins import PluginHost
 from .progress import enabled
 from .run import load_baseline, run_from_args
@@ -391,11 +391,13 @@ def _dispatch(argv: list[str]) -> int:
         "run": _cmd_run, "show": _cmd_show, "check": _cmd_check, "compare": _cmd_compare, "plugins": _cmd_plugins,
         "backends": _cmd_backends,
     }
+    quiet = bool(getattr(args, "quiet", False))
     try:
-        if getattr(args, "quiet", False):
-            return handler[args.command](args)
-        with enabled(sys.stderr):
-            return handler[args.command](args)
+        with routed_warnings(sys.stderr, quiet=quiet):
+            if quiet:
+                return handler[args.command](args)
+            with enabled(sys.stderr):
+                return handler[args.command](args)
     except SystemExit as exc:  # no command exits on its own: this came from user or plugin code
         raise UserExit(exc.code) from exc
 
