@@ -26,6 +26,7 @@ from .._model.families import DiagonalGaussian
 from ..hookspecs import Dataset
 from .models import sha256_file
 from .preflight import header_fault, idx_header
+from .validate import check_encoding_range
 
 __all__ = ["EncodedPosteriors", "load_array_file", "load_posteriors", "read_idx", "verify_sources"]
 
@@ -117,6 +118,8 @@ def load_posteriors(path: str | Path) -> EncodedPosteriors:
             raise DataError(f"{path}: 'mean' must have shape (N, D), got {mean.shape}")
         if scale.shape != mean.shape:
             raise DataError(f"{path}: '{scale_key}' has shape {scale.shape}, 'mean' has {mean.shape}")
+        for key, arr in (("mean", mean), (scale_key, scale)):
+            check_encoding_range(path, key, arr)
         source = str(path)
         if has_log:
             q = DiagonalGaussian.from_log_std(mean, scale, source=source)
@@ -131,6 +134,7 @@ def load_posteriors(path: str | Path) -> EncodedPosteriors:
                     f"{path}: 'reconstruction' must have shape (N,) or (N, K) with N = {q.n_points}, "
                     f"got {recon.shape}"
                 )
+            check_encoding_range(path, "reconstruction", recon)
             bad = ~np.isfinite(recon.reshape(recon.shape[0], -1))
             if bad.any():
                 rows = np.flatnonzero(bad.any(axis=1))

@@ -6,6 +6,7 @@ Exit codes (DESIGN.md): 2 usage, configuration or data error; 4 unsafe artifact 
 
 from __future__ import annotations
 
+import re
 import struct
 import zipfile
 from collections.abc import Callable
@@ -167,6 +168,20 @@ ENCODINGS: dict[str, tuple[int, Setup]] = {
     "member-name-with-dotdot": (2, _forged(_ok_member(), name="../mean.npy")),
     "reconstruction-K=0": (2, _enc(reconstruction=np.ones((N, 0)))),
     "a-folder": (2, lambda d: (d / "enc.npz").mkdir()),
+    # finite but beyond docs/posteriors.md's value ranges: the terms would be inf or NaN
+    "mean=1e300": (2, _enc(mean=np.full((N, D), 1e300))),
+    "mean=-1e21-at-point-7": (2, _enc(mean=np.where(np.arange(N)[:, None] == 7, -1e21, np.zeros((N, D))))),
+    "log_std=-700": (2, _enc(log_std=np.full((N, D), -700.0))),
+    "log_std=41": (2, _enc(log_std=np.full((N, D), 41.0))),
+    "std=1e-300": (2, _enc(log_std=None, std=np.full((N, D), 1e-300))),
+    "std=1e30": (2, _enc(log_std=None, std=np.full((N, D), 1e30))),
+    "reconstruction=1e300": (2, _enc(reconstruction=np.full((N, 2), -1e300))),
+}
+OUT_OF_RANGE = {  # case: (the array named, the first data point named)
+    "mean=1e300": ("'mean'", "data point 0"), "mean=-1e21-at-point-7": ("'mean'", "data point 7"),
+    "log_std=-700": ("'log_std'", "data point 0"), "log_std=41": ("'log_std'", "data point 0"),
+    "std=1e-300": ("'std'", "data point 0"), "std=1e30": ("'std'", "data point 0"),
+    "reconstruction=1e300": ("'reconstruction'", "data point 0"),
 }
 
 
@@ -178,6 +193,9 @@ def test_bad_encoding(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "enc.npz" in line  # names the file at fault
     if case.startswith(("header-un", "header-not", "header-is")):
         assert "'mean'" in line  # and the array
+    if case in OUT_OF_RANGE:
+        array, point = OUT_OF_RANGE[case]
+        assert array in line and re.search(rf"{point}\b", line), line
 
 
 OPTIONS: dict[str, list[str]] = {
