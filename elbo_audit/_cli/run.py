@@ -278,6 +278,8 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
     gates = [parse_gate(g) for g in cfg.gates]
     settings = _settings(cfg)
     check_paths(cfg.out, input_paths(cfg, getattr(args, "baseline", None)))
+    # read the baseline now: a missing or broken one is refused before any work, not after it
+    baseline = load_baseline(args.baseline) if getattr(args, "baseline", None) else None
     audits: list[ModelAudit] = []
     families: dict[tuple[str, str], str] = {}
     extra: dict[str, Any] = {"config": cfg.source}
@@ -383,7 +385,6 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         extra_attrs=extra,
         reporter=reporter,
     )
-    baseline = load_baseline(args.baseline) if getattr(args, "baseline", None) else None
     if baseline is not None and any(g.bound.startswith("delta.") for g in gates):
         paired, why = pairing(baseline.root.attrs, tree.to_dataset().attrs)
         if not paired:

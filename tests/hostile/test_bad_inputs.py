@@ -406,6 +406,18 @@ def test_check_with_a_baseline_that_is_not_a_report(tmp_path: Path, capsys: pyte
              tmp_path, capsys, monkeypatch)
 
 
+@pytest.mark.parametrize("baseline", ["nope.nc", "enc.npz", "a-folder"])
+def test_bad_baseline_refused_before_any_work(baseline: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def setup(d: Path) -> None:
+        _enc()(d)
+        (d / "a-folder").mkdir()
+    # without --quiet the audit would log "auditing ..." first: the refusal must be the only line
+    args = ["run", "--posteriors", "enc.npz", "--bootstrap", "5", "--out", "r.nc", "--baseline", baseline]
+    line = _refused(2, setup, lambda d: args, tmp_path, capsys, monkeypatch)
+    assert baseline in line
+
+
 def test_out_naming_the_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     def setup(d: Path) -> None:
         _good_report(d)
