@@ -272,10 +272,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     problems = validate_report(args.report)
-    if problems:
-        for p in problems:
-            print(f"{args.report}: {p}", file=sys.stderr)
-        raise UsageError(f"{args.report}: {len(problems)} schema problem(s); first: {problems[0]}")
+    if problems:  # one line: the first problem, and how many more
+        more = f" (and {len(problems) - 1} more schema problem(s))" if len(problems) > 1 else ""
+        raise UsageError(f"{args.report}: not a valid elbo-audit report: {problems[0]}{more}")
     open_report(args.report).close()
     print(f"{args.report}: valid elbo-audit report")
     exprs = list(args.gate) or [str(g["expression"]) for g in read_gates(args.report)]

@@ -390,6 +390,14 @@ def test_show_and_compare_on_an_incomplete_report(tmp_path: Path, capsys: pytest
     _refused(2, lambda d: None, lambda d: ["compare", str(d / "r.nc"), str(d / "ok.nc")], tmp_path, capsys, monkeypatch)
 
 
+@pytest.mark.parametrize("drop", [["elbo"], ["elbo", "avg_kl"]])
+def test_check_on_an_incomplete_report(drop: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    setup = _edited_report(lambda ds: ds.drop_vars(drop))
+    line = _refused(2, setup, lambda d: ["check", str(d / "r.nc")], tmp_path, capsys, monkeypatch)
+    assert "r.nc" in line and "'elbo'" in line  # the report and its first problem
+
+
 @pytest.mark.parametrize("flag", ["--plot", "--html"])
 def test_show_into_a_missing_folder(flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
