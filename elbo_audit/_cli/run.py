@@ -321,7 +321,11 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
             recon = supplied_reconstruction(enc.reconstruction[: q.n_points])
         prior: Prior = StandardNormal(q.n_latent)
         if cfg.native_prior is not None:
-            prior = _check_prior(_prior_makers_for([cfg.native_prior], host, cfg.seed)["native"](q), "native", q.n_latent)
+            try:
+                built = _prior_makers_for([cfg.native_prior], host, cfg.seed)["native"](q)
+            except UsageError as exc:  # a bad option: name the table it came from
+                raise UsageError(f"{cfg.source}: [native_prior]: {exc}") from exc
+            prior = _check_prior(built, "native", q.n_latent)
         name = args.name or Path(cfg.posteriors).stem
         _log(args, f"auditing {q.n_points} encodings ({q.n_latent} latents) from {cfg.posteriors}")
         priors: dict[str, Prior] = {"native": prior, **alternatives(q, name)}

@@ -296,6 +296,19 @@ CONFIGS: dict[str, str | bytes] = {
     "duplicate-key": '[data]\nposteriors = "ENC"\nposteriors = "ENC"\n',
     "bool-for-int": '[data]\nposteriors = "ENC"\n[bootstrap]\nresamples = true\n',
     "report.out-names-the-config": '[data]\nposteriors = "ENC"\n[report]\nout = "c.toml"\n',
+    "native_prior-mean-a-string": '[data]\nposteriors = "ENC"\n[native_prior]\nfamily = "diagonal_gaussian"\nmean = "x"\n',
+    "native_prior-mean-a-numeric-string":
+        '[data]\nposteriors = "ENC"\n[native_prior]\nfamily = "diagonal_gaussian"\nmean = "1.5"\n',
+    "native_prior-std-a-bool": '[data]\nposteriors = "ENC"\n[native_prior]\nfamily = "diagonal_gaussian"\nstd = true\n',
+    "native_prior-mean-a-mixed-list":
+        '[data]\nposteriors = "ENC"\n[native_prior]\nfamily = "diagonal_gaussian"\nmean = [1.0, "a"]\n',
+    "mixture-weights-a-string": '[data]\nposteriors = "ENC"\n[priors.m]\nfamily = "mixture_of_gaussians"\n'
+                                'weights = "a"\nmean = [[0.0, 0.0]]\nstd = [[1.0, 1.0]]\n',
+}
+CONFIG_KEYS = {  # case: the key the refusal must name
+    "native_prior-mean-a-string": "'mean'", "native_prior-mean-a-numeric-string": "'mean'",
+    "native_prior-std-a-bool": "'std'", "native_prior-mean-a-mixed-list": "'mean'",
+    "mixture-weights-a-string": "'weights'",
 }
 
 
@@ -310,7 +323,10 @@ def test_bad_config(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str
         else:
             (d / "c.toml").write_text(text.replace("ENC", str(d / "enc.npz")))
     # no --out: report.out, where the config gives one, decides
-    _refused(2, setup, lambda d: ["run", str(d / "c.toml"), "--quiet", "--bootstrap", "5"], tmp_path, capsys, monkeypatch)
+    line = _refused(2, setup, lambda d: ["run", str(d / "c.toml"), "--quiet", "--bootstrap", "5"],
+                    tmp_path, capsys, monkeypatch)
+    if case in CONFIG_KEYS:
+        assert CONFIG_KEYS[case] in line, line
 
 
 def test_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
