@@ -33,6 +33,7 @@ from .faults import UserExit, classify, routed_warnings
 from .plugins import PluginHost
 from .progress import enabled
 from .run import load_baseline, run_from_args
+from .validate import check_not_empty
 
 __all__ = ["build_parser", "main"]
 
@@ -225,10 +226,13 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 def _show_outputs(args: argparse.Namespace) -> None:
     """Refuse (exit 2) --plot/--html paths that name the report itself or a format matplotlib lacks."""
+    check_not_empty({"--plot": args.plot, "--html": args.html})
     report = os.path.realpath(args.report)
     for flag, out in (("--plot", args.plot), ("--html", args.html)):
         if out and os.path.realpath(out) == report:
             raise UsageError(f"{flag} {out}: names the report being shown; choose another file")
+        if out and os.path.isdir(out):
+            raise UsageError(f"{flag} {out}: is a directory; name a file inside it")
     if args.plot:
         suffix = os.path.splitext(args.plot)[1].lower().lstrip(".")
         if suffix not in _PLOT_FORMATS:
@@ -271,6 +275,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    check_not_empty({"--baseline": args.baseline})
     problems = validate_report(args.report)
     if problems:  # one line: the first problem, and how many more
         more = f" (and {len(problems) - 1} more schema problem(s))" if len(problems) > 1 else ""

@@ -40,7 +40,7 @@ from .io import array_sha256, binarize_grey_levels, load_array_file, load_poster
 from .models import load_model
 from .plugins import PluginHost
 from .run_checks import input_paths, preflight_run, require_evaluated
-from .validate import check_environment, check_numbers, check_paths
+from .validate import check_environment, check_not_empty, check_numbers, check_paths
 
 __all__ = ["load_baseline", "load_dataset", "merge_args", "run_from_args"]
 
@@ -277,6 +277,7 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
     check_numbers(cfg)
     gates = [parse_gate(g) for g in cfg.gates]
     settings = _settings(cfg)
+    check_not_empty({"--baseline": getattr(args, "baseline", None)})
     check_paths(cfg.out, input_paths(cfg, getattr(args, "baseline", None)))
     # read the baseline now: a missing or broken one is refused before any work, not after it
     baseline = load_baseline(args.baseline) if getattr(args, "baseline", None) else None

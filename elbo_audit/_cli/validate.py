@@ -27,6 +27,7 @@ __all__ = [
     "MAX_SEED",
     "check_encoding_range",
     "check_environment",
+    "check_not_empty",
     "check_numbers",
     "check_paths",
 ]
@@ -104,6 +105,16 @@ def check_environment() -> None:
         ) from None
     if not 1 <= n <= _MAX_THREADS:
         raise UsageError(f"ELBO_AUDIT_NUM_THREADS={text!r}: must be in [1, {_MAX_THREADS}]")
+
+
+def check_not_empty(paths: dict[str, str | None]) -> None:
+    """Refuse (exit 2) a path option given as an empty string (``--plot ""``), never silently skip it.
+
+    ``paths`` maps each option (``"--baseline"``) to its value, None where not given.
+    """
+    for flag, value in paths.items():
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag}: empty path; name a file or leave the option out")
 
 
 def _same(a: Path, b: Path) -> bool:

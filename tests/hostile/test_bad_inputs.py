@@ -399,6 +399,43 @@ def test_show_html_into_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[s
     _refused(2, setup, lambda d: ["show", str(d / "ok.nc"), "--quiet", "--html", str(d / "page")], tmp_path, capsys, monkeypatch)
 
 
+@pytest.mark.parametrize("flag,name", [("--html", "page"), ("--plot", "page.png")])
+def test_show_output_that_is_a_folder_is_named(flag: str, name: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def setup(d: Path) -> None:
+        _good_report(d)
+        (d / name).mkdir()
+    line = _refused(2, setup, lambda d: ["show", str(d / "ok.nc"), "--quiet", flag, name], tmp_path, capsys, monkeypatch)
+    assert f"{flag} {name}:" in line and "directory" in line, line
+    assert ".tmp" not in line  # not the temporary file it would have been written through
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_folder_given_as_the_report(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    line = _refused(2, lambda d: (d / "r.nc").mkdir(), COMMANDS[command], tmp_path, capsys, monkeypatch)
+    assert "r.nc" in line and "directory" in line and "does not exist" not in line, line
+
+
+EMPTY_PATHS: dict[str, Callable[[Path], list[str]]] = {
+    "show-plot": lambda d: ["show", str(d / "ok.nc"), "--quiet", "--plot", ""],
+    "show-html": lambda d: ["show", str(d / "ok.nc"), "--quiet", "--html", " "],
+    "check-baseline": lambda d: ["check", str(d / "ok.nc"), "--baseline", ""],
+    "run-baseline": lambda d: ["run", "--posteriors", str(d / "enc.npz"), "--bootstrap", "0", "--quiet",
+                               "--out", str(d / "r.nc"), "--baseline", ""],
+}
+
+
+@pytest.mark.parametrize("case", sorted(EMPTY_PATHS))
+def test_an_empty_path_is_refused(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def setup(d: Path) -> None:  # was: silently skipped (nothing drawn, no baseline, exit 0)
+        _good_report(d)
+        _enc()(d)
+    line = _refused(2, setup, EMPTY_PATHS[case], tmp_path, capsys, monkeypatch)
+    assert "empty path" in line
+
+
 def test_show_and_compare_on_an_incomplete_report(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     setup = _edited_report(lambda ds: ds.drop_vars(["elbo", "avg_kl"]))
