@@ -292,7 +292,8 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         names = [m.name for m in cfg.models]
     _check_gate_targets(gates, names, ["native", *makers])
     preflight_run(cfg, settings, gates, n_models=len(names), n_priors=1 + len(makers))
-    engine = resolve_engine(host, cfg.backend, cfg.precision, cfg.device, cfg.scheduler)
+    engine = resolve_engine(host, cfg.backend, cfg.precision, cfg.device, cfg.scheduler,
+                            adapters=not cfg.posteriors)
     reporter = progress.REPORTER
 
     def alternatives(q: DiagonalGaussian, model: str) -> dict[str, Prior]:

@@ -241,6 +241,14 @@ OPTIONS: dict[str, list[str]] = {
 }
 
 
+@pytest.mark.parametrize("backend", [[], ["--backend", "numpy"]])
+def test_a_device_no_backend_runs_on(backend: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # saved encodings have no model to place on a device: a CPU-only backend would ignore it silently
+    line = _refused(2, _enc(), _run("--device", "bogus", *backend), tmp_path, capsys, monkeypatch)
+    assert "--device bogus" in line and "backend" in line, line
+
+
 @pytest.mark.parametrize("case", sorted(OPTIONS))
 def test_bad_option(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                     monkeypatch: pytest.MonkeyPatch) -> None:
