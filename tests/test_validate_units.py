@@ -208,8 +208,8 @@ def test_format_bytes() -> None:
 
 
 def _cost(**kw: int) -> int:
-    base = dict(n_points=1000, n_latent=10, n_features=784, itemsize=8, samples=1, marginal_samples=2048,
-                resamples=1000, interaction=True, n_models=1, n_priors=1)
+    base = {"n_points": 1000, "n_latent": 10, "n_features": 784, "itemsize": 8, "samples": 1,
+            "marginal_samples": 2048, "resamples": 1000, "interaction": True, "n_models": 1, "n_priors": 1}
     base.update(kw)
     return estimate(**base).bytes  # type: ignore[arg-type]
 
