@@ -108,4 +108,5 @@ def test_a_signal_during_the_pairwise_pass_leaves_no_partial_report(
     assert proc.returncode == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and word in lines[0] and "Traceback" not in err, err
+    assert out == ""  # no summary of a run that did not finish
     assert set(os.listdir(tmp_path)) == before | {"started"}  # no report, no temporary file
