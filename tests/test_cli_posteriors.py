@@ -176,3 +176,27 @@ def test_the_installed_command_runs_as_a_subprocess(tmp_path: Path) -> None:
     doc = json.loads(proc.stdout)
     assert doc["gates"][0]["passed"] is False
     assert proc.stderr.strip().startswith("elbo-audit: error:")
+
+
+def test_encodings_at_the_value_bounds_give_finite_terms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # docs/posteriors.md: |mean| <= 1e20, |log_std| <= 40, |reconstruction| <= 1e20 are accepted,
+    # and every evaluated term is then finite; avg_kl is still the closed form
+    rng = np.random.default_rng(3)
+    n, d = 60, 3
+    mean = rng.choice([-1e20, 0.0, 1e20], size=(n, d))
+    log_std = rng.choice([-40.0, 0.0, 40.0], size=(n, d))
+    recon = rng.choice([-1e20, -1.0], size=(n, 2))
+    enc = tmp_path / "enc.npz"
+    np.savez(enc, mean=mean, log_std=log_std, reconstruction=recon)
+    out = tmp_path / "r.nc"
+    code, _, err = _run(["run", "--posteriors", str(enc), "--out", str(out), "--bootstrap", "30", "--quiet"], capsys)
+    assert code == 0, err
+    ds = xr.load_dataset(out)
+    for term in TERMS:
+        values = ds[term].sel(prior="native").values
+        assert np.isfinite(values).all(), term
+        assert np.isfinite(ds[f"{term}_ci"].sel(prior="native").values).all(), term
+    s = np.exp(log_std)
+    kl = np.mean(np.sum(0.5 * (s**2 + mean**2 - 1.0) - log_std, axis=1))
+    assert float(ds["avg_kl"].sel(prior="native")[0]) == pytest.approx(kl, rel=1e-12)
+    assert float(ds["reconstruction"].sel(prior="native")[0]) == pytest.approx(recon.mean(), rel=1e-12)

@@ -122,7 +122,8 @@ def test_check_validates_the_step_dimension(
     tree.to_dataset().assign_coords(step=[0, 6, 3]).to_netcdf(bad)  # the root group alone
     code, _, err = _out(capsys, ["check", str(bad)])
     assert code == 2
-    assert f"{bad}: coordinate step must increase strictly, is [0, 6, 3]" in err.splitlines()
+    (line,) = err.splitlines()  # one line: the first problem, and how many more
+    assert f"{bad}: not a valid elbo-audit report: coordinate step must increase strictly, is [0, 6, 3]" in line
 
     half = tmp_path / "half.nc"
     root = tree.to_dataset()
@@ -131,8 +132,9 @@ def test_check_validates_the_step_dimension(
     mixed.to_netcdf(half)
     code, _, err = _out(capsys, ["check", str(half)])
     assert code == 2
-    assert (f"{half}: variable 'elbo' has dims ('model', 'prior'), expected ('step', 'model', 'prior')"
-            in err.splitlines())
+    (line,) = err.splitlines()
+    assert (f"{half}: not a valid elbo-audit report: variable 'elbo' has dims ('model', 'prior'), "
+            "expected ('step', 'model', 'prior')") in line
     code, _, err = _out(capsys, ["show", str(half)])
     assert code == 2 and len(err.strip().splitlines()) == 1  # show refuses it too, in one line
 

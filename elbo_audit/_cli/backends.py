@@ -84,11 +84,17 @@ def resolve_engine(
     precision: str | None,
     device: str | None = None,
     scheduler: str | None = None,
+    *,
+    adapters: bool = True,
 ) -> Engine:
     """The engine for ``--backend``, ``--precision``, ``--device`` and ``--scheduler``.
 
     Defaults: the fastest available backend (a cluster backend when a
     scheduler is named), in its own precision, on its own default device.
+    A backend that runs on the CPU only ignores ``--device``, which then names
+    the adapters' device; with ``adapters=False`` (saved encodings: no model
+    to place) such a device would name nothing, and is refused, naming the
+    backends that do run on it.
     """
     if name is not None:  # only the named backend is built and probed (a GPU
         # framework's probe can take seconds and reserve device memory)
@@ -126,6 +132,8 @@ def resolve_engine(
     own = getattr(row.backend, "default_device", "cpu")
     dev = device or (own if isinstance(own, str) else "cpu")
     if row.devices == ("cpu",):
+        if device is not None and not adapters and not _runs_on(row, device):
+            raise UsageError(_unused_device(host, device, row.name))
         dev = "cpu"  # --device then names the adapters' device only
     elif not _runs_on(row, dev):
         raise UsageError(
@@ -139,6 +147,20 @@ def resolve_engine(
             )
         row.backend.connect(scheduler)  # type: ignore[attr-defined]
     return Engine(row.backend, cast(Precision, prec), dev)
+
+
+def _unused_device(host: PluginHost, device: str, backend: str) -> str:
+    """Why ``--device`` would be ignored, and which backends run on it (probes them all)."""
+    rows = [r for r in backend_table(host) if r.available and r.devices]
+    takers = [r.name for r in rows if _runs_on(r, device)]
+    where = (
+        f"backends that run on it: {', '.join(takers)} (choose one with --backend NAME)" if takers
+        else "no backend here runs on it (" + "; ".join(f"{r.name}: {', '.join(r.devices)}" for r in rows) + ")"
+    )
+    return (
+        f"--device {device}: backend {backend!r} runs on cpu only and saved encodings have no model "
+        f"to place on a device; {where}"
+    )
 
 
 def make_engine(

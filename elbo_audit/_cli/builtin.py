@@ -23,8 +23,26 @@ from ..hookspecs import BackendInfo, PriorInfo, hookimpl
 __all__ = ["elbo_audit_backends", "elbo_audit_priors"]
 
 
+def _is_numbers(value: object) -> bool:
+    """A number, or (nested) lists of numbers: what TOML and --prior K=V give; no bools or strings."""
+    if isinstance(value, list | tuple):
+        return all(_is_numbers(v) for v in value)
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+
+
+def _numbers(options: dict[str, Any], key: str, default: object, prior: str) -> np.ndarray:
+    """Option ``key`` as a float array; a string, bool or ragged list is a usage error naming the key."""
+    raw = options.get(key, default)
+    if not _is_numbers(raw):
+        raise UsageError(f"prior {prior!r}: option {key!r} must be a number or a list of numbers, got {raw!r}")
+    try:
+        return np.asarray(raw, dtype=np.float64)
+    except ValueError:  # a ragged list
+        raise UsageError(f"prior {prior!r}: option {key!r} is a ragged list, got {raw!r}") from None
+
+
 def _vector(options: dict[str, Any], key: str, default: float, d: int, prior: str) -> np.ndarray:
-    value = np.asarray(options.get(key, default), dtype=np.float64)
+    value = _numbers(options, key, default, prior)
     try:
         return np.broadcast_to(value, (d,)).copy()
     except ValueError:
@@ -55,9 +73,10 @@ def _mixture(d: int, options: dict[str, Any]) -> MixtureOfGaussians:
             "prior 'mixture_of_gaussians' needs exactly the options weights, mean, std"
             f" (unknown: {sorted(unknown)}, missing: {sorted(missing)})"
         )
+    name = "mixture_of_gaussians"
     prior = MixtureOfGaussians(
-        np.asarray(options["weights"], float), np.asarray(options["mean"], float),
-        np.asarray(options["std"], float),
+        _numbers(options, "weights", None, name), _numbers(options, "mean", None, name),
+        _numbers(options, "std", None, name),
     )
     if prior.n_latent != d:
         raise UsageError(f"prior 'mixture_of_gaussians' has {prior.n_latent} latents, model has {d}")

@@ -7,17 +7,25 @@ system, a disk full) is a usage error naming the path (exit 2); running out of
 memory says which options size a run (exit 2); SIGINT and SIGTERM give 130 and
 143; a ``sys.exit()`` from a factory, model or plugin is a model error (exit
 3), never a silent success. Anything else is an internal error (exit 5).
+
+:func:`routed_warnings` is the same for warnings (numpy's RuntimeWarnings, the
+BCa fallback): each distinct one is a single ``elbo-audit: warning:`` line on
+stderr, none under ``--quiet``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import traceback
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 from .._errors import AuditError
 from .._signals import TEMP_TAG, Terminated
 
-__all__ = ["UserExit", "classify", "describe_os_error"]
+__all__ = ["UserExit", "classify", "describe_os_error", "routed_warnings"]
 
 
 class UserExit(Exception):
@@ -71,3 +79,30 @@ def classify(exc: BaseException) -> tuple[int, str]:
         f"elbo-audit: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
         f"({at}rerun with --debug)"
     )
+
+
+@contextlib.contextmanager
+def routed_warnings(stream: TextIO, *, quiet: bool) -> Iterator[None]:
+    """Within the block, warnings are silent (``quiet``) or one line each on ``stream``.
+
+    A warning is shown once per distinct message (numpy repeats the same overflow
+    for every batch), as ``elbo-audit: warning: MESSAGE (at FILE:LINE)`` and
+    never with the source line Python's default display adds.
+    """
+    seen: set[tuple[type[Warning], str]] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        text = " ".join(str(message).split())
+        if (category, text) in seen:
+            return
+        seen.add((category, text))
+        print(f"elbo-audit: warning: {text} (at {Path(filename).name}:{lineno})", file=stream)
+
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        else:
+            warnings.simplefilter("always")  # repeats are dropped by ``show``, not by location
+            warnings.showwarning = show
+        yield

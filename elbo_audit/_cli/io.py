@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -24,10 +25,13 @@ from .._errors import DataError, UnsafeArtifactError
 from .._model.families import DiagonalGaussian
 from ..hookspecs import Dataset
 from .models import sha256_file
-from .preflight import idx_header
+from .preflight import header_fault, idx_header
+from .validate import check_encoding_range
 
 __all__ = ["EncodedPosteriors", "load_array_file", "load_posteriors", "read_idx", "verify_sources"]
 
+#: Faults of reading an archive or a .npy header other than ValueError (see preflight.header_fault).
+_READ_FAULTS = (zipfile.BadZipFile, OSError, EOFError, zlib.error, SyntaxError, tokenize.TokenError, RecursionError)
 _SHA = re.compile(r"\b([0-9a-f]{64})\b")
 
 
@@ -54,8 +58,8 @@ def _open_npz(path: Path) -> Any:
         raise DataError(f"{path}: not an .npz or .npy file (unrecognised header)")
     try:
         return np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: not a readable .npz/.npy file ({exc})") from exc
+    except _READ_FAULTS as exc:
+        raise DataError(f"{path}: not a readable .npz/.npy file ({header_fault(exc)})") from exc
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise UnsafeArtifactError(f"{path}: holds pickled objects, which are refused") from exc
@@ -69,8 +73,8 @@ def _get(npz: Any, key: str, path: Path) -> NDArray[Any]:
         if "pickle" in str(exc).lower():
             raise UnsafeArtifactError(f"{path}: array {key!r} holds pickled objects, which are refused") from exc
         raise DataError(f"{path}: array {key!r} is unreadable ({exc})") from exc
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: array {key!r} is unreadable ({exc})") from exc
+    except _READ_FAULTS as exc:  # a corrupt member or .npy header
+        raise DataError(f"{path}: array {key!r} is unreadable ({header_fault(exc)})") from exc
     if arr.dtype.kind not in "iuf":
         raise DataError(f"{path}: array {key!r} has dtype {arr.dtype}, expected numbers (integer or float)")
     return arr
@@ -114,6 +118,8 @@ def load_posteriors(path: str | Path) -> EncodedPosteriors:
             raise DataError(f"{path}: 'mean' must have shape (N, D), got {mean.shape}")
         if scale.shape != mean.shape:
             raise DataError(f"{path}: '{scale_key}' has shape {scale.shape}, 'mean' has {mean.shape}")
+        for key, arr in (("mean", mean), (scale_key, scale)):
+            check_encoding_range(path, key, arr)
         source = str(path)
         if has_log:
             q = DiagonalGaussian.from_log_std(mean, scale, source=source)
@@ -128,6 +134,7 @@ def load_posteriors(path: str | Path) -> EncodedPosteriors:
                     f"{path}: 'reconstruction' must have shape (N,) or (N, K) with N = {q.n_points}, "
                     f"got {recon.shape}"
                 )
+            check_encoding_range(path, "reconstruction", recon)
             bad = ~np.isfinite(recon.reshape(recon.shape[0], -1))
             if bad.any():
                 rows = np.flatnonzero(bad.any(axis=1))

@@ -30,10 +30,11 @@ from .._report.steps import STEP, latest_step_files, trend_lines, trend_records
 from .._report.summary import format_summary
 from .._version import __version__
 from .backends import backend_table
-from .faults import UserExit, classify
+from .faults import UserExit, classify, routed_warnings
 from .plugins import PluginHost
 from .progress import enabled
 from .run import load_baseline, run_from_args
+from .validate import check_not_empty
 
 __all__ = ["build_parser", "main"]
 
@@ -233,10 +234,13 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 def _show_outputs(args: argparse.Namespace) -> None:
     """Refuse (exit 2) --plot/--html paths that name the report itself or a format matplotlib lacks."""
+    check_not_empty({"--plot": args.plot, "--html": args.html})
     report = os.path.realpath(args.report)
     for flag, out in (("--plot", args.plot), ("--html", args.html)):
         if out and os.path.realpath(out) == report:
             raise UsageError(f"{flag} {out}: names the report being shown; choose another file")
+        if out and os.path.isdir(out):
+            raise UsageError(f"{flag} {out}: is a directory; name a file inside it")
     if args.plot:
         suffix = os.path.splitext(args.plot)[1].lower().lstrip(".")
         if suffix not in _PLOT_FORMATS:
@@ -294,11 +298,11 @@ def _show(args: argparse.Namespace, report: str, trend: str, trend_doc: object) 
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    check_not_empty({"--baseline": args.baseline})
     problems = validate_report(args.report)
-    if problems:
-        for p in problems:
-            print(f"{args.report}: {p}", file=sys.stderr)
-        raise UsageError(f"{args.report}: {len(problems)} schema problem(s); first: {problems[0]}")
+    if problems:  # one line: the first problem, and how many more
+        more = f" (and {len(problems) - 1} more schema problem(s))" if len(problems) > 1 else ""
+        raise UsageError(f"{args.report}: not a valid elbo-audit report: {problems[0]}{more}")
     with open_report(args.report) as ds:
         steps = [int(v) for v in ds[STEP].values] if STEP in ds.dims else []
     over = f" over step ({len(steps)} audits, steps {steps[0]} to {steps[-1]})" if steps else ""
@@ -430,11 +434,13 @@ def _dispatch(argv: list[str]) -> int:
         "run": _cmd_run, "show": _cmd_show, "check": _cmd_check, "compare": _cmd_compare, "plugins": _cmd_plugins,
         "backends": _cmd_backends,
     }
+    quiet = bool(getattr(args, "quiet", False))
     try:
-        if getattr(args, "quiet", False):
-            return handler[args.command](args)
-        with enabled(sys.stderr):
-            return handler[args.command](args)
+        with routed_warnings(sys.stderr, quiet=quiet):
+            if quiet:
+                return handler[args.command](args)
+            with enabled(sys.stderr):
+                return handler[args.command](args)
     except SystemExit as exc:  # no command exits on its own: this came from user or plugin code
         raise UserExit(exc.code) from exc
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "available_memory",
     "estimate",
     "format_bytes",
+    "header_fault",
     "idx_header",
     "npy_headers",
     "require_fits",
@@ -56,6 +58,21 @@ class ArrayHeader:
         return n * int(self.dtype.itemsize)
 
 
+#: What numpy's header parser raises on a corrupt header: ``ast.literal_eval`` and,
+#: for format 1.0/2.0 headers it cannot parse, its Python 2 ``tokenize`` fallback
+#: (``TokenError`` on an unterminated string or bracket); deep nesting recurses.
+_HEADER_FAULTS: tuple[type[BaseException], ...] = (
+    ValueError, EOFError, OSError, zlib.error, SyntaxError, TypeError, tokenize.TokenError, RecursionError,
+)
+
+
+def header_fault(exc: BaseException) -> str:
+    """One line saying why a .npy header did not parse (``TokenError`` carries a tuple)."""
+    if isinstance(exc, tokenize.TokenError) and exc.args:
+        return f"corrupt header: {exc.args[0]}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _read_npy_header(fh: IO[bytes], where: str) -> ArrayHeader:
     fmt = np.lib.format
     try:
@@ -68,8 +85,8 @@ def _read_npy_header(fh: IO[bytes], where: str) -> ArrayHeader:
             raise DataError(f"{where}: unsupported .npy format version {version}")
     except DataError:
         raise
-    except (ValueError, EOFError, OSError, zlib.error, SyntaxError, TypeError) as exc:
-        raise DataError(f"{where}: not a readable .npy header ({exc})") from exc
+    except _HEADER_FAULTS as exc:
+        raise DataError(f"{where}: not a readable .npy header ({header_fault(exc)})") from exc
     if dtype.hasobject:
         raise UnsafeArtifactError(f"{where}: holds pickled objects (dtype {dtype}), which are refused")
     if any(int(d) < 0 for d in shape):

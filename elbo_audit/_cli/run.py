@@ -40,7 +40,7 @@ from .io import array_sha256, binarize_grey_levels, load_array_file, load_poster
 from .models import load_model
 from .plugins import PluginHost
 from .run_checks import input_paths, preflight_run, require_evaluated
-from .validate import check_environment, check_numbers, check_paths
+from .validate import check_environment, check_not_empty, check_numbers, check_paths
 
 __all__ = ["load_baseline", "load_dataset", "merge_args", "run_from_args"]
 
@@ -281,7 +281,10 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
     check_numbers(cfg)
     gates = [parse_gate(g) for g in cfg.gates]
     settings = _settings(cfg)
+    check_not_empty({"--baseline": getattr(args, "baseline", None)})
     check_paths(cfg.out, input_paths(cfg, getattr(args, "baseline", None)))
+    # read the baseline now: a missing or broken one is refused before any work, not after it
+    baseline = load_baseline(args.baseline) if getattr(args, "baseline", None) else None
     audits: list[ModelAudit] = []
     families: dict[tuple[str, str], str] = {}
     extra: dict[str, Any] = {"config": cfg.source}
@@ -293,7 +296,8 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         names = [m.name for m in cfg.models]
     _check_gate_targets(gates, names, ["native", *makers])
     preflight_run(cfg, settings, gates, n_models=len(names), n_priors=1 + len(makers))
-    engine = resolve_engine(host, cfg.backend, cfg.precision, cfg.device, cfg.scheduler)
+    engine = resolve_engine(host, cfg.backend, cfg.precision, cfg.device, cfg.scheduler,
+                            adapters=not cfg.posteriors)
     reporter = progress.REPORTER
 
     def alternatives(q: DiagonalGaussian, model: str) -> dict[str, Prior]:
@@ -328,7 +332,11 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
             recon = supplied_reconstruction(enc.reconstruction[: q.n_points])
         prior: Prior = StandardNormal(q.n_latent)
         if cfg.native_prior is not None:
-            prior = _check_prior(_prior_makers_for([cfg.native_prior], host, cfg.seed)["native"](q), "native", q.n_latent)
+            try:
+                built = _prior_makers_for([cfg.native_prior], host, cfg.seed)["native"](q)
+            except UsageError as exc:  # a bad option: name the table it came from
+                raise UsageError(f"{cfg.source}: [native_prior]: {exc}") from exc
+            prior = _check_prior(built, "native", q.n_latent)
         name = args.name or Path(cfg.posteriors).stem
         _log(args, f"auditing {q.n_points} encodings ({q.n_latent} latents) from {cfg.posteriors}")
         priors: dict[str, Prior] = {"native": prior, **alternatives(q, name)}
@@ -392,7 +400,6 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         extra_attrs=extra,
         reporter=reporter,
     )
-    baseline = load_baseline(args.baseline) if getattr(args, "baseline", None) else None
     if baseline is not None and any(g.bound.startswith("delta.") for g in gates):
         paired, why = pairing(baseline.root.attrs, tree.to_dataset().attrs)
         if not paired:

@@ -3,6 +3,9 @@
 All run before any work: a value that numpy, netCDF or a thread pool would
 reject later (a negative or 65-bit seed, a NaN ``target_se``, a zero thread
 count) is refused here as a usage error (exit 2) naming the option.
+:func:`check_encoding_range` does the same for the values of saved encodings
+(``--posteriors``): finite numbers so large or so small that the terms would
+overflow float64 are a data error (exit 2) naming the array and data point.
 """
 
 from __future__ import annotations
@@ -10,17 +13,43 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
-from .._errors import UsageError
+import numpy as np
+from numpy.typing import NDArray
+
+from .._errors import DataError, UsageError
 from .config import RunConfig
 
-__all__ = ["MAX_COUNT", "MAX_SEED", "check_environment", "check_numbers", "check_paths"]
+__all__ = [
+    "ENCODING_BOUNDS",
+    "MAX_COUNT",
+    "MAX_SEED",
+    "check_encoding_range",
+    "check_environment",
+    "check_not_empty",
+    "check_numbers",
+    "check_paths",
+]
 
 #: Largest seed: numpy's SeedSequence and the report's u8 attribute take 0 .. 2**64 - 1.
 MAX_SEED = 2**64 - 1
 #: Largest sample, resample or batch count (int32 indexing); memory is judged by the preflight.
 MAX_COUNT = 2**31 - 1
 _MAX_THREADS = 4096
+
+#: The largest magnitude each array of a saved encoding may hold (docs/posteriors.md).
+#: With |mean| <= 1e20 and std in [e^-40, e^40] (4.2e-18 .. 2.4e17) every squared
+#: standardised distance between a draw and a component, ((z - mu) / sigma)^2, stays
+#: below about 1e76 per latent, so the terms, their jackknife cubes (the BCa
+#: acceleration) and mean^2 + std^2 are finite in float64 with room to spare;
+#: beyond, exp(2 log_std) underflows or mean^2 overflows and a term is inf or NaN.
+ENCODING_BOUNDS: dict[str, tuple[float, float]] = {
+    "mean": (-1e20, 1e20),
+    "log_std": (-40.0, 40.0),
+    "std": (math.exp(-40.0), math.exp(40.0)),
+    "reconstruction": (-1e20, 1e20),
+}
 
 
 def _int(name: str, value: object, lo: int, hi: int) -> None:
@@ -81,6 +110,16 @@ def check_environment() -> None:
         raise UsageError(f"ELBO_AUDIT_NUM_THREADS={text!r}: must be in [1, {_MAX_THREADS}]")
 
 
+def check_not_empty(paths: dict[str, str | None]) -> None:
+    """Refuse (exit 2) a path option given as an empty string (``--plot ""``), never silently skip it.
+
+    ``paths`` maps each option (``"--baseline"``) to its value, None where not given.
+    """
+    for flag, value in paths.items():
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag}: empty path; name a file or leave the option out")
+
+
 def _same(a: Path, b: Path) -> bool:
     try:
         if a.exists() and b.exists():
@@ -111,3 +150,30 @@ def check_paths(out: str, inputs: dict[str, str | None]) -> None:
     for what, given in inputs.items():
         if given and _same(path, Path(given)):
             raise UsageError(f"--out {out}: is {what}; the report would overwrite it")
+
+
+def check_encoding_range(path: Path | str, key: str, values: NDArray[Any]) -> None:
+    """Refuse (exit 2) finite values of array ``key`` outside :data:`ENCODING_BOUNDS`.
+
+    NaN, infinite and non-positive values are left to the readers' own checks
+    (their messages say so); the first data point (row) out of range is named.
+    """
+    lo, hi = ENCODING_BOUNDS[key]
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return  # the readers refuse empty arrays by shape
+    rows = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(rows) & ((rows < lo) | (rows > hi))
+        if key == "std":
+            bad &= rows > 0.0
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad.any(axis=1))[0])
+    value = float(rows[row][bad[row]][0])
+    count = int(np.count_nonzero(bad.any(axis=1)))
+    more = f" (and {count - 1} more data points)" if count > 1 else ""
+    raise DataError(
+        f"{path}: array {key!r} holds {value:g} at data point {row}{more}, outside [{lo:.3g}, {hi:.3g}]; "
+        "beyond it the terms are not finite in float64 (see docs/posteriors.md, value ranges)"
+    )

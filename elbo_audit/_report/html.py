@@ -286,6 +286,8 @@ def write_html(report: str | os.PathLike[str], out: str | os.PathLike[str]) -> P
     """Render the report file ``report`` as one static page at ``out`` (written atomically)."""
     out = Path(out)
     folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise UsageError(f"--html {out}: is a directory; name a file inside it, e.g. {out / 'report.html'}")
     if not folder.is_dir():
         raise UsageError(f"--html {out}: folder {folder} does not exist")
     with xr.open_datatree(report, engine="netcdf4") as tree:

@@ -61,6 +61,8 @@ def step_problems(ds: xr.Dataset) -> list[str]:
 def open_report(path: str | Path) -> xr.Dataset:
     """Open a report's root group, with one clear error if it is not one."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a report file")
     if not path.is_file():
         raise DataError(f"{path}: report file does not exist")
     try:
@@ -77,10 +79,8 @@ def require_valid(path: str | Path) -> None:
     """Raise one DataError naming the first schema problem of the report at ``path``."""
     problems = validate_report(path)
     if problems:
-        raise DataError(
-            f"{path}: not a complete elbo-audit report: {problems[0]} ({len(problems)} problem(s); "
-            f"elbo-audit check {path} lists them)"
-        )
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise DataError(f"{path}: not a complete elbo-audit report: {problems[0]}{more}")
 
 
 def validate_report(path: str | Path) -> list[str]:

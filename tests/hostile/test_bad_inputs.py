@@ -6,6 +6,7 @@ Exit codes (DESIGN.md): 2 usage, configuration or data error; 4 unsafe artifact 
 
 from __future__ import annotations
 
+import re
 import struct
 import zipfile
 from collections.abc import Callable
@@ -161,9 +162,26 @@ ENCODINGS: dict[str, tuple[int, Setup]] = {
     "structured-dtype": (2, _forged(_npy_member(
         "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (40, 2), }", np.ones(N * D).tobytes()))),
     "member-not-npy": (2, _forged(b"garbage bytes")),
+    # numpy's Python 2 header fallback (tokenize) raises TokenError on these
+    "header-unterminated-string": (2, _forged(_npy_member("{'descr': '<f8', 'shape': \"\"\"(40, 2)", b""))),
+    "header-unclosed-bracket": (2, _forged(_npy_member("{'descr': '<f8', 'fortran_order': False, 'shape': (40, 2", b""))),
     "member-name-with-dotdot": (2, _forged(_ok_member(), name="../mean.npy")),
     "reconstruction-K=0": (2, _enc(reconstruction=np.ones((N, 0)))),
     "a-folder": (2, lambda d: (d / "enc.npz").mkdir()),
+    # finite but beyond docs/posteriors.md's value ranges: the terms would be inf or NaN
+    "mean=1e300": (2, _enc(mean=np.full((N, D), 1e300))),
+    "mean=-1e21-at-point-7": (2, _enc(mean=np.where(np.arange(N)[:, None] == 7, -1e21, np.zeros((N, D))))),
+    "log_std=-700": (2, _enc(log_std=np.full((N, D), -700.0))),
+    "log_std=41": (2, _enc(log_std=np.full((N, D), 41.0))),
+    "std=1e-300": (2, _enc(log_std=None, std=np.full((N, D), 1e-300))),
+    "std=1e30": (2, _enc(log_std=None, std=np.full((N, D), 1e30))),
+    "reconstruction=1e300": (2, _enc(reconstruction=np.full((N, 2), -1e300))),
+}
+OUT_OF_RANGE = {  # case: (the array named, the first data point named)
+    "mean=1e300": ("'mean'", "data point 0"), "mean=-1e21-at-point-7": ("'mean'", "data point 7"),
+    "log_std=-700": ("'log_std'", "data point 0"), "log_std=41": ("'log_std'", "data point 0"),
+    "std=1e-300": ("'std'", "data point 0"), "std=1e30": ("'std'", "data point 0"),
+    "reconstruction=1e300": ("'reconstruction'", "data point 0"),
 }
 
 
@@ -173,6 +191,11 @@ def test_bad_encoding(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, setup = ENCODINGS[case]
     line = _refused(code, setup, _run(), tmp_path, capsys, monkeypatch)
     assert "enc.npz" in line  # names the file at fault
+    if case.startswith(("header-un", "header-not", "header-is")):
+        assert "'mean'" in line  # and the array
+    if case in OUT_OF_RANGE:
+        array, point = OUT_OF_RANGE[case]
+        assert array in line and re.search(rf"{point}\b", line), line
 
 
 OPTIONS: dict[str, list[str]] = {
@@ -216,6 +239,14 @@ OPTIONS: dict[str, list[str]] = {
     "with-a-model": ["--model", "x:y"],
     "with-weights": ["--weights", "w.pt"],
 }
+
+
+@pytest.mark.parametrize("backend", [[], ["--backend", "numpy"]])
+def test_a_device_no_backend_runs_on(backend: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # saved encodings have no model to place on a device: a CPU-only backend would ignore it silently
+    line = _refused(2, _enc(), _run("--device", "bogus", *backend), tmp_path, capsys, monkeypatch)
+    assert "--device bogus" in line and "backend" in line, line
 
 
 @pytest.mark.parametrize("case", sorted(OPTIONS))
@@ -273,6 +304,19 @@ CONFIGS: dict[str, str | bytes] = {
     "duplicate-key": '[data]\nposteriors = "ENC"\nposteriors = "ENC"\n',
     "bool-for-int": '[data]\nposteriors = "ENC"\n[bootstrap]\nresamples = true\n',
     "report.out-names-the-config": '[data]\nposteriors = "ENC"\n[report]\nout = "c.toml"\n',
+    "native_prior-mean-a-string": '[data]\nposteriors = "ENC"\n[native_prior]\nfamily = "diagonal_gaussian"\nmean = "x"\n',
+    "native_prior-mean-a-numeric-string":
+        '[data]\nposteriors = "ENC"\n[native_prior]\nfamily = "diagonal_gaussian"\nmean = "1.5"\n',
+    "native_prior-std-a-bool": '[data]\nposteriors = "ENC"\n[native_prior]\nfamily = "diagonal_gaussian"\nstd = true\n',
+    "native_prior-mean-a-mixed-list":
+        '[data]\nposteriors = "ENC"\n[native_prior]\nfamily = "diagonal_gaussian"\nmean = [1.0, "a"]\n',
+    "mixture-weights-a-string": '[data]\nposteriors = "ENC"\n[priors.m]\nfamily = "mixture_of_gaussians"\n'
+                                'weights = "a"\nmean = [[0.0, 0.0]]\nstd = [[1.0, 1.0]]\n',
+}
+CONFIG_KEYS = {  # case: the key the refusal must name
+    "native_prior-mean-a-string": "'mean'", "native_prior-mean-a-numeric-string": "'mean'",
+    "native_prior-std-a-bool": "'std'", "native_prior-mean-a-mixed-list": "'mean'",
+    "mixture-weights-a-string": "'weights'",
 }
 
 
@@ -287,7 +331,10 @@ def test_bad_config(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str
         else:
             (d / "c.toml").write_text(text.replace("ENC", str(d / "enc.npz")))
     # no --out: report.out, where the config gives one, decides
-    _refused(2, setup, lambda d: ["run", str(d / "c.toml"), "--quiet", "--bootstrap", "5"], tmp_path, capsys, monkeypatch)
+    line = _refused(2, setup, lambda d: ["run", str(d / "c.toml"), "--quiet", "--bootstrap", "5"],
+                    tmp_path, capsys, monkeypatch)
+    if case in CONFIG_KEYS:
+        assert CONFIG_KEYS[case] in line, line
 
 
 def test_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -360,11 +407,56 @@ def test_show_html_into_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[s
     _refused(2, setup, lambda d: ["show", str(d / "ok.nc"), "--quiet", "--html", str(d / "page")], tmp_path, capsys, monkeypatch)
 
 
+@pytest.mark.parametrize("flag,name", [("--html", "page"), ("--plot", "page.png")])
+def test_show_output_that_is_a_folder_is_named(flag: str, name: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def setup(d: Path) -> None:
+        _good_report(d)
+        (d / name).mkdir()
+    line = _refused(2, setup, lambda d: ["show", str(d / "ok.nc"), "--quiet", flag, name], tmp_path, capsys, monkeypatch)
+    assert f"{flag} {name}:" in line and "directory" in line, line
+    assert ".tmp" not in line  # not the temporary file it would have been written through
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_folder_given_as_the_report(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    line = _refused(2, lambda d: (d / "r.nc").mkdir(), COMMANDS[command], tmp_path, capsys, monkeypatch)
+    assert "r.nc" in line and "directory" in line and "does not exist" not in line, line
+
+
+EMPTY_PATHS: dict[str, Callable[[Path], list[str]]] = {
+    "show-plot": lambda d: ["show", str(d / "ok.nc"), "--quiet", "--plot", ""],
+    "show-html": lambda d: ["show", str(d / "ok.nc"), "--quiet", "--html", " "],
+    "check-baseline": lambda d: ["check", str(d / "ok.nc"), "--baseline", ""],
+    "run-baseline": lambda d: ["run", "--posteriors", str(d / "enc.npz"), "--bootstrap", "0", "--quiet",
+                               "--out", str(d / "r.nc"), "--baseline", ""],
+}
+
+
+@pytest.mark.parametrize("case", sorted(EMPTY_PATHS))
+def test_an_empty_path_is_refused(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def setup(d: Path) -> None:  # was: silently skipped (nothing drawn, no baseline, exit 0)
+        _good_report(d)
+        _enc()(d)
+    line = _refused(2, setup, EMPTY_PATHS[case], tmp_path, capsys, monkeypatch)
+    assert "empty path" in line
+
+
 def test_show_and_compare_on_an_incomplete_report(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     setup = _edited_report(lambda ds: ds.drop_vars(["elbo", "avg_kl"]))
     _refused(2, setup, lambda d: ["show", str(d / "r.nc")], tmp_path, capsys, monkeypatch)
     _refused(2, lambda d: None, lambda d: ["compare", str(d / "r.nc"), str(d / "ok.nc")], tmp_path, capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("drop", [["elbo"], ["elbo", "avg_kl"]])
+def test_check_on_an_incomplete_report(drop: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    setup = _edited_report(lambda ds: ds.drop_vars(drop))
+    line = _refused(2, setup, lambda d: ["check", str(d / "r.nc")], tmp_path, capsys, monkeypatch)
+    assert "r.nc" in line and "'elbo'" in line  # the report and its first problem
 
 
 @pytest.mark.parametrize("flag", ["--plot", "--html"])
@@ -381,6 +473,18 @@ def test_check_with_a_baseline_that_is_not_a_report(tmp_path: Path, capsys: pyte
         (d / "b.nc").write_bytes(b"x")
     _refused(2, setup, lambda d: ["check", str(d / "ok.nc"), "--baseline", str(d / "b.nc"), "--gate", "elbo.delta.lower > 0"],
              tmp_path, capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("baseline", ["nope.nc", "enc.npz", "a-folder"])
+def test_bad_baseline_refused_before_any_work(baseline: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def setup(d: Path) -> None:
+        _enc()(d)
+        (d / "a-folder").mkdir()
+    # without --quiet the audit would log "auditing ..." first: the refusal must be the only line
+    args = ["run", "--posteriors", "enc.npz", "--bootstrap", "5", "--out", "r.nc", "--baseline", baseline]
+    line = _refused(2, setup, lambda d: args, tmp_path, capsys, monkeypatch)
+    assert baseline in line
 
 
 def test_out_naming_the_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,3 +56,57 @@ def test_a_signal_inside_user_code_ends_the_run_cleanly(tmp_path: Path, sig: int
     assert len(lines) == 1 and word in lines[0] and "Traceback" not in err, err
     assert out == ""
     assert set(os.listdir(tmp_path)) == before | {"started"}   # no report, no temporary file
+
+
+DRIVER = """
+import pathlib, sys, time
+import elbo_audit._kernels.numpy_backend as nb
+from elbo_audit._cli.main import main
+
+original = nb._stream_lse
+
+def blocking(tiles, n_rows):  # the numpy backend's pairwise pass: announce, then block
+    flag = pathlib.Path("started")
+    if not flag.exists():
+        flag.write_text("1")
+        for _ in range(200):
+            time.sleep(0.05)
+    return original(tiles, n_rows)
+
+nb._stream_lse = blocking
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_during_the_pairwise_pass_leaves_no_partial_report(
+    tmp_path: Path, sig: int, code: int, word: str, threads: str,
+) -> None:
+    (tmp_path / "driver.py").write_text(DRIVER)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "enc.npz", mean=rng.normal(size=(300, 2)), log_std=np.full((300, 2), -1.0))
+    before = set(os.listdir(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "driver.py", "run", "--posteriors", "enc.npz", "--backend", "numpy",
+         "--bootstrap", "5", "--out", "r.nc", "--quiet"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "ELBO_AUDIT_NUM_THREADS": threads},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the pairwise pass never started"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and word in lines[0] and "Traceback" not in err, err
+    assert out == ""  # no summary of a run that did not finish
+    assert set(os.listdir(tmp_path)) == before | {"started"}  # no report, no temporary file
