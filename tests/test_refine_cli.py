@@ -62,3 +62,26 @@ def test_config_keys_and_report_attributes(tmp_path: Path, capsys: pytest.Captur
     assert total == pytest.approx(float(ds["inference_gap"][0, 0]), abs=1e-9)
     assert "amortization gap" in out
     assert main(["check", str(tmp_path / "r.nc")]) == 0
+
+
+def test_check_validates_the_refined_terms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("elbo_audit_sklearn")
+    out = tmp_path / "r.nc"
+    assert main(["run", "--model", "elbo_audit_sklearn.examples:digits_factor_analysis", "--data", "digits",
+                 "--limit", "60", "--refine-steps", "3", "--bootstrap", "20", "--quiet", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(out)]) == 0
+    capsys.readouterr()
+    ds = xr.load_dataset(out)
+    cases = {
+        "no_se.nc": (ds.drop_vars("amortization_gap_se"), "variable 'amortization_gap_se' missing"),
+        "no_term.nc": (ds.drop_vars(["refined_elbo", "refined_elbo_se", "refined_elbo_ci"]),
+                       "variable 'refined_elbo' missing (root attribute refine_steps = 3)"),
+        "bad_dims.nc": (ds.assign(approximation_gap=ds["approximation_gap"].isel(prior=0)),
+                        "variable 'approximation_gap' has dims ('model',)"),
+    }
+    for name, (bad, words) in cases.items():
+        bad.to_netcdf(tmp_path / name)
+        assert main(["check", str(tmp_path / name)]) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert words in line, line

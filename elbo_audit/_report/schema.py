@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from .._errors import DataError
-from .._model.terms import TERMS
+from .._model.terms import IW_TERMS, REFINE_TERMS, TERMS
 from .build import CONVENTIONS
 
 __all__ = ["REQUIRED_ATTRS", "STEP", "open_report", "require_valid", "step_problems", "validate_report"]
@@ -83,6 +84,32 @@ def require_valid(path: str | Path) -> None:
         raise DataError(f"{path}: not a complete elbo-audit report: {problems[0]}{more}")
 
 
+def _positive(value: Any) -> bool:
+    try:
+        return int(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _term_problems(ds: xr.Dataset, term: str, lead: tuple[str, ...]) -> list[str]:
+    """A term's value, _se and _ci: present, with the right dims, in nats; its long_name and estimator."""
+    problems = []
+    for name, dims in ((term, (*lead, "model", "prior")), (f"{term}_se", (*lead, "model", "prior")),
+                       (f"{term}_ci", (*lead, "model", "prior", "ci_bound"))):
+        if name not in ds:
+            problems.append(f"variable {name!r} missing")
+            continue
+        if tuple(ds[name].dims) != dims:
+            problems.append(f"variable {name!r} has dims {tuple(ds[name].dims)}, expected {dims}")
+        if ds[name].attrs.get("units") != "nat":
+            problems.append(f"variable {name!r} lacks units = 'nat'")
+    if term in ds:
+        for attr in ("long_name", "estimator"):
+            if attr not in ds[term].attrs:
+                problems.append(f"variable {term!r} lacks attribute {attr!r}")
+    return problems
+
+
 def validate_report(path: str | Path) -> list[str]:
     """Every way the report at ``path`` departs from the schema (empty if valid)."""
     problems: list[str] = []
@@ -99,19 +126,13 @@ def validate_report(path: str | Path) -> list[str]:
         if "ci_bound" in ds.coords and [str(v) for v in ds["ci_bound"].values] != ["lower", "upper"]:
             problems.append("coordinate ci_bound must be ['lower', 'upper']")
         for term in TERMS:
-            for name, dims in ((term, (*lead, "model", "prior")), (f"{term}_se", (*lead, "model", "prior")),
-                               (f"{term}_ci", (*lead, "model", "prior", "ci_bound"))):
-                if name not in ds:
-                    problems.append(f"variable {name!r} missing")
-                    continue
-                if tuple(ds[name].dims) != dims:
-                    problems.append(f"variable {name!r} has dims {tuple(ds[name].dims)}, expected {dims}")
-                if ds[name].attrs.get("units") != "nat":
-                    problems.append(f"variable {name!r} lacks units = 'nat'")
-            if term in ds:
-                for attr in ("long_name", "estimator"):
-                    if attr not in ds[term].attrs:
-                        problems.append(f"variable {term!r} lacks attribute {attr!r}")
+            problems += _term_problems(ds, term, lead)
+        for attr, optional in (("iw_samples", IW_TERMS), ("refine_steps", REFINE_TERMS)):
+            for term in optional:  # present when the run asked for them, then in full
+                if term in ds:
+                    problems += _term_problems(ds, term, lead)
+                elif _positive(ds.attrs.get(attr)):
+                    problems.append(f"variable {term!r} missing (root attribute {attr} = {ds.attrs[attr]})")
         for name, dims in _LATENT_DIMS.items():
             want = (*lead, *dims)
             if name in ds and tuple(ds[name].dims) != want:
@@ -133,7 +154,7 @@ def validate_report(path: str | Path) -> list[str]:
             problems.append("group /replicates missing")
         else:
             reps = tree["replicates"].to_dataset()
-            for term in TERMS:
+            for term in TERMS + IW_TERMS + REFINE_TERMS:
                 if term in reps and tuple(reps[term].dims) != (*lead, "model", "prior", "replicate"):
                     problems.append(f"/replicates/{term} has dims {tuple(reps[term].dims)}")
     return problems
