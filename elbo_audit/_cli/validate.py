@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._errors import DataError, UsageError
+from .._model.families import ENCODING_BOUNDS
 from .config import RunConfig
 
 __all__ = [
@@ -37,20 +38,6 @@ MAX_SEED = 2**64 - 1
 #: Largest sample, resample or batch count (int32 indexing); memory is judged by the preflight.
 MAX_COUNT = 2**31 - 1
 _MAX_THREADS = 4096
-
-#: The largest magnitude each array of a saved encoding may hold (docs/posteriors.md).
-#: With |mean| <= 1e20 and std in [e^-40, e^40] (4.2e-18 .. 2.4e17) every squared
-#: standardised distance between a draw and a component, ((z - mu) / sigma)^2, stays
-#: below about 1e76 per latent, so the terms, their jackknife cubes (the BCa
-#: acceleration) and mean^2 + std^2 are finite in float64 with room to spare;
-#: beyond, exp(2 log_std) underflows or mean^2 overflows and a term is inf or NaN.
-ENCODING_BOUNDS: dict[str, tuple[float, float]] = {
-    "mean": (-1e20, 1e20),
-    "log_std": (-40.0, 40.0),
-    "std": (math.exp(-40.0), math.exp(40.0)),
-    "reconstruction": (-1e20, 1e20),
-}
-
 
 def _int(name: str, value: object, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):

@@ -18,11 +18,24 @@ from numpy.typing import NDArray
 
 from .._errors import DataError, ModelError
 
-__all__ = ["LOG_2PI", "POSTERIOR_PARAMS", "DiagonalGaussian", "posterior_from_params"]
+__all__ = ["ENCODING_BOUNDS", "LOG_2PI", "POSTERIOR_PARAMS", "DiagonalGaussian", "posterior_from_params"]
 
 _ROWS = 16384  # rows per block of row-wise computations
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+#: The largest magnitude each array of a saved encoding may hold (docs/posteriors.md).
+#: With |mean| <= 1e20 and std in [e^-40, e^40] (4.2e-18 .. 2.4e17) every squared
+#: standardised distance between a draw and a component, ((z - mu) / sigma)^2, stays
+#: below about 1e76 per latent, so the terms, their jackknife cubes (the BCa
+#: acceleration) and mean^2 + std^2 are finite in float64 with room to spare;
+#: beyond, exp(2 log_std) underflows or mean^2 overflows and a term is inf or NaN.
+ENCODING_BOUNDS: dict[str, tuple[float, float]] = {
+    "mean": (-1e20, 1e20),
+    "log_std": (-40.0, 40.0),
+    "std": (math.exp(-40.0), math.exp(40.0)),
+    "reconstruction": (-1e20, 1e20),
+}
 
 #: What the second parameter of an encoder's ``(mean, second)`` output may be.
 POSTERIOR_PARAMS = ("log_var", "log_std", "std", "var")
