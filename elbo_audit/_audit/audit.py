@@ -195,8 +195,9 @@ def encode_all(
     Raises
     ------
     ModelError
-        The encoder raised, returned the wrong type or shape, or non-finite or
-        non-positive values; the message names the model and data points.
+        The encoder raised, returned the wrong type or shape, non-finite or
+        non-positive values, or values beyond ``ENCODING_BOUNDS``; the message
+        names the model and data points.
     """
     n = x.shape[0]
     means: list[NDArray[np.float64]] = []
@@ -208,7 +209,14 @@ def encode_all(
     mean, std = np.concatenate(means), np.concatenate(stds)
     if mean.ndim != 2 or len({m.shape[1] for m in means}) != 1:
         raise ModelError(f"model {model!r}: encoder returned posteriors of varying latent size")
-    return DiagonalGaussian(mean, std, source=f"model {model!r}").require_mixture()
+    q = DiagonalGaussian(mean, std, source=f"model {model!r}").require_mixture()
+    beyond = q.beyond_bounds()
+    if beyond is not None:
+        raise ModelError(
+            f"model {model!r}: encoder returned a {beyond}; beyond it the terms overflow "
+            "(docs/posteriors.md, value ranges)"
+        )
+    return q
 
 
 def _encode_batch(

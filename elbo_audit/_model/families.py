@@ -129,6 +129,21 @@ class DiagonalGaussian:
             )
         return self
 
+    def beyond_bounds(self) -> str | None:
+        """The first parameter outside :data:`ENCODING_BOUNDS`, described (None when all are inside).
+
+        Beyond these bounds the terms overflow to inf or NaN in float64.
+        """
+        for what, key, arr in (("posterior mean", "mean", self.mean), ("posterior std", "std", self.std)):
+            lo, hi = ENCODING_BOUNDS[key]
+            bad = (arr < lo) | (arr > hi)
+            rows = np.flatnonzero(bad.any(axis=1))
+            if rows.size:
+                r = int(rows[0])
+                j = int(np.flatnonzero(bad[r])[0])
+                return f"{what} {arr[r, j]:g} at data point {r}, latent {j}, outside [{lo:g}, {hi:g}]"
+        return None
+
     @property
     def n_points(self) -> int:
         """Number of data points N."""

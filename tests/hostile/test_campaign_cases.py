@@ -93,3 +93,34 @@ def test_unreadable_input_and_unwritable_output_folder(tmp_path: Path, capsys: p
     finally:
         locked.chmod(0o644)
         ro.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    "mean, std, words",
+    [
+        (1e300, 1.0, "posterior mean 1e+300 at data point 3, latent 1"),
+        (0.0, 1e-300, "posterior std 1e-300 at data point 3, latent 1"),
+        (0.0, 1e200, "posterior std 1e+200 at data point 3, latent 1"),
+    ],
+)
+def test_a_model_encoder_beyond_the_value_ranges_is_refused(mean: float, std: float, words: str) -> None:
+    # saved encodings are held to ENCODING_BOUNDS by the CLI (exit 2); a model's encoder to the same
+    # bounds by the core (exit 3), instead of an audit whose terms are inf or NaN
+    from elbo_audit import AuditModel, AuditSettings, DiagonalGaussian, ModelError, StandardNormal, audit_model
+
+    class _Encoder:
+        def __init__(self, m: float, s: float) -> None:
+            self.m, self.s = m, s
+
+        def encode(self, x: np.ndarray) -> DiagonalGaussian:
+            m, s = np.zeros((x.shape[0], 2)), np.ones((x.shape[0], 2))
+            m[3, 1], s[3, 1] = self.m, self.s
+            return DiagonalGaussian(m, s)
+
+    x = np.zeros((10, 4))
+    with pytest.raises(ModelError, match=words.replace("+", r"\+")):
+        audit_model(AuditModel("m", _Encoder(mean, std), StandardNormal(2)), x, AuditSettings(n_resamples=0))
+    # at the bounds themselves the terms are finite
+    hi = 1e20
+    result = audit_model(AuditModel("m", _Encoder(hi, 1.0), StandardNormal(2)), x, AuditSettings(n_resamples=0))
+    assert np.isfinite(result.by_prior["native"].kl.avg_kl.value)
