@@ -19,16 +19,17 @@ from numpy.typing import NDArray
 from .._errors import ModelError
 from .._estimation.adaptive import AdaptiveRecord, decompose_priors_to_target, estimate_to_target
 from .._estimation.estimators import KLDecomposition, decompose_from_sweep
-from .._estimation.mc import TermEstimate, difference, stratified_estimate
+from .._estimation.mc import TermEstimate, difference
 from .._estimation.per_latent import DEFAULT_ACTIVE_THRESHOLD, LatentTerms, latent_terms
 from .._estimation.sweep import Sweep, draw_sweep
 from .._kernels.mixture import Engine
 from .._kernels.numpy_backend import Form, NumpyBackend
 from .._model.families import DiagonalGaussian
-from .._model.protocols import AuditModel, Decoder, Encoder, Prior
+from .._model.protocols import AuditModel, Prior
 from .._model.streams import KL, LATENT, RECONSTRUCTION, stream
 from .._reporting import SILENT, Reporter
 from .gaps import gap_estimates, not_evaluated, require_gradient
+from .model_calls import call_decoder, encode_all, reconstruction_term
 from .refine import DEFAULT_REFINE_LR, DEFAULT_REFINE_SAMPLES
 
 __all__ = [
@@ -40,8 +41,6 @@ __all__ = [
     "audit_posteriors",
     "encode_all",
 ]
-
-_RECON = "Monte Carlo over z ~ q(z|x_n), {k} draw(s) per data point"
 
 
 @final
@@ -179,149 +178,6 @@ class ModelAudit:
     @property
     def log_n(self) -> float:
         return math.log(self.n_points)
-
-
-def _bad_rows(mask: NDArray[np.bool_], offset: int) -> str:
-    rows = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)) + offset
-    more = f" and {rows.size - 5} more" if rows.size > 5 else ""
-    return ", ".join(str(int(r)) for r in rows[:5]) + more
-
-
-def encode_all(
-    encoder: Encoder, x: NDArray[Any], batch_size: int, model: str, reporter: Reporter = SILENT
-) -> DiagonalGaussian:
-    """Encode every row of ``x``, checking what the model returns.
-
-    Raises
-    ------
-    ModelError
-        The encoder raised, returned the wrong type or shape, non-finite or
-        non-positive values, or values beyond ``ENCODING_BOUNDS``; the message
-        names the model and data points.
-    """
-    n = x.shape[0]
-    means: list[NDArray[np.float64]] = []
-    stds: list[NDArray[np.float64]] = []
-    with reporter.task(f"encoding {model}", -(-n // batch_size)) as bar:
-        for start in range(0, n, batch_size):
-            _encode_batch(encoder, x, start, batch_size, model, means, stds)
-            bar.advance()
-    mean, std = np.concatenate(means), np.concatenate(stds)
-    if mean.ndim != 2 or len({m.shape[1] for m in means}) != 1:
-        raise ModelError(f"model {model!r}: encoder returned posteriors of varying latent size")
-    q = DiagonalGaussian(mean, std, source=f"model {model!r}").require_mixture()
-    beyond = q.beyond_bounds()
-    if beyond is not None:
-        raise ModelError(
-            f"model {model!r}: encoder returned a {beyond}; beyond it the terms overflow "
-            "(docs/posteriors.md, value ranges)"
-        )
-    return q
-
-
-def _encode_batch(
-    encoder: Encoder, x: NDArray[Any], start: int, batch_size: int, model: str,
-    means: list[NDArray[np.float64]], stds: list[NDArray[np.float64]],
-) -> None:
-    xb = x[start : start + batch_size]
-    try:
-        q = encoder.encode(xb)
-    except ModelError as exc:
-        raise ModelError(f"{exc} (in the batch starting at data point {start})") from exc
-    except Exception as exc:
-        raise ModelError(
-            f"model {model!r}: encoder raised on data points {start}..{start + len(xb) - 1}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    if not isinstance(q, DiagonalGaussian):
-        raise ModelError(
-            f"model {model!r}: encoder returned {type(q).__name__}, expected DiagonalGaussian"
-        )
-    if q.mean.shape[0] != xb.shape[0]:
-        raise ModelError(
-            f"model {model!r}: encoder returned {q.mean.shape[0]} posteriors for a batch of "
-            f"{xb.shape[0]} data points (starting at {start})"
-        )
-    means.append(q.mean)
-    stds.append(q.std)
-
-
-def _check_loglik(ll: Any, shape: tuple[int, int], start: int, model: str) -> NDArray[np.float64]:
-    ll = np.asarray(ll, dtype=np.float64)
-    if ll.shape != shape:
-        raise ModelError(
-            f"model {model!r}: decoder returned log-likelihoods of shape {ll.shape}, "
-            f"expected {shape} (batch starting at data point {start})"
-        )
-    bad = ~np.isfinite(ll)
-    if bad.any():
-        raise ModelError(
-            f"model {model!r}: decoder returned NaN or infinite log-likelihoods at data points "
-            f"{_bad_rows(bad, start)}"
-        )
-    return np.asarray(ll, np.float64)
-
-
-def reconstruction_term(
-    decoder: Decoder,
-    x: NDArray[Any],
-    q: DiagonalGaussian,
-    rng: np.random.Generator,
-    k: int,
-    batch_size: int,
-    model: str,
-    reporter: Reporter = SILENT,
-) -> TermEstimate:
-    """(1/N) sum_n E_{q(z|x_n)}[log p(x_n | z)] by Monte Carlo.
-
-    References
-    ----------
-    .. [1] D. P. Kingma and M. Welling, "Auto-encoding variational Bayes", ICLR 2014.
-    """
-    n = q.n_points
-    f = np.empty((n, k))
-    with reporter.task(f"decoding {model}", -(-n // batch_size)) as bar:
-        for start in range(0, n, batch_size):
-            f[start : start + batch_size] = _decode_batch(decoder, x, q, rng, k, start, batch_size, model)
-            bar.advance()
-    return stratified_estimate(f, None, _RECON.format(k=k))
-
-
-def _decode_batch(
-    decoder: Decoder, x: NDArray[Any], q: DiagonalGaussian, rng: np.random.Generator,
-    k: int, start: int, batch_size: int, model: str,
-) -> NDArray[np.float64]:
-    n = q.n_points
-    stop = min(n, start + batch_size)
-    idx = np.arange(start, stop)
-    eps = rng.standard_normal((idx.size, k, q.n_latent))
-    z = q.mean[idx, None, :] + q.std[idx, None, :] * eps
-    return _call_decoder(decoder, x, z, start, stop, model)
-
-
-def _call_decoder(
-    decoder: Decoder, x: NDArray[Any], z: NDArray[np.float64], start: int, stop: int, model: str
-) -> NDArray[np.float64]:
-    """log p(x_b | z_bk) for the data points start..stop-1, checked (ModelError naming them)."""
-    try:
-        ll = decoder.log_likelihood(x[start:stop], z)
-    except ModelError as exc:
-        raise ModelError(f"{exc} (in the batch starting at data point {start})") from exc
-    except Exception as exc:
-        raise ModelError(
-            f"model {model!r}: decoder raised on data points {start}..{stop - 1}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    return _check_loglik(ll, (stop - start, z.shape[1]), start, model)
-
-
-def supplied_reconstruction(samples: NDArray[np.float64]) -> TermEstimate:
-    """``reconstruction`` from user-supplied samples of log p(x_n | z), shape (N,) or (N, K)."""
-    f = samples.reshape(samples.shape[0], -1)
-    how = f"user-supplied Monte Carlo samples, {f.shape[1]} per data point"
-    if f.shape[1] == 1:
-        how += " (standard error includes the spread between data points: conservative)"
-    return stratified_estimate(f, None, how)
 
 
 def _elbo(recon: TermEstimate, kl: TermEstimate) -> TermEstimate:
@@ -523,7 +379,7 @@ def audit_model(
     decoder = model.decoder
 
     def decode(start: int, stop: int, z: NDArray[np.float64]) -> NDArray[np.float64]:
-        return _call_decoder(decoder, x, z, start, stop, model.name)
+        return call_decoder(decoder, x, z, start, stop, model.name)
 
     native = audit.by_prior["native"]
     terms = gap_estimates(

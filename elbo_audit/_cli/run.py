@@ -19,8 +19,8 @@ from .._audit.audit import (
     ModelAudit,
     audit_encodings,
     audit_model,
-    supplied_reconstruction,
 )
+from .._audit.model_calls import supplied_reconstruction
 from .._errors import AuditError, GateFailed, ModelError, PluginError, UsageError
 from .._estimation.bootstrap import CI_METHODS
 from .._model.families import DiagonalGaussian
