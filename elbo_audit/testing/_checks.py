@@ -1,201 +1,43 @@
-"""Conformance checks that every adapter's own tests run on its own models.
-
-In the spirit of scikit-learn's ``parametrize_with_checks``: an adapter's test
-suite builds an :class:`~elbo_audit.AuditModel` with its adapter and runs every
-named check on it::
-
-    import pytest
-    from elbo_audit import StandardNormal, testing
-
-    @pytest.mark.parametrize("check", testing.check_names())
-    def test_conformance(check, my_model, my_data):
-        testing.run_check(check, my_model, my_data, reference_prior=StandardNormal(4))
-
-or all at once with :func:`check_adapter`. A check raises ``AssertionError``
-(or the error the model raised) when it fails and :class:`unittest.SkipTest`
-(reported as a skip by pytest) when it does not apply, for instance the
-closed-form KL check for a prior without a closed form.
-
-What is checked, against truths the adapter does not produce:
-
-* the encoder, decoder and prior honour the protocols' shapes and dtypes and
-  return finite values, and a data point's result does not depend on the
-  batch it came in (float32 rounding aside);
-* the prior is normalised consistently: ``marginal_log_prob`` sums to
-  ``log_prob``; the closed-form ``cross_entropy`` agrees with a Monte Carlo
-  mean of ``-log_prob`` over draws from q; the analytic ``avg_kl`` agrees with
-  the core's Monte Carlo ``avg_kl``; the decomposition residual
-  ``avg_kl - index_code_mi - marginal_kl`` is zero within its standard error;
-* where the caller names the equivalent prior of the core (``StandardNormal``,
-  ``MixtureOfGaussians``, ...), ``log_prob``, the marginals, the cross-entropy
-  and the moments of ``sample`` agree with it;
-* two audits with the same seed are identical;
-* a booby-trapped pickle is refused with exit code 4 and its payload never
-  runs (:func:`write_pickle_trap` makes one).
-
-The adapters' test suites also share, from here, the numpy truths of the
-reference MLP VAE (:func:`numpy_reference`: written from its documented
-parameter layout, with no code of any adapter), its test data and weights
-(:func:`binary_data`, :func:`informative_weights`, :func:`write_safetensors`)
-and :func:`record_decoder_calls`.
-
-This module imports only numpy, the standard library and the core; never
-torch, jax or scikit-learn.
-"""
+"""The conformance checks of :mod:`elbo_audit.testing` and how to run them."""
 
 from __future__ import annotations
 
-import builtins
 import math
-import pickle
 import unittest
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ._audit.audit import AuditSettings, ModelAudit, audit_model
-from ._errors import AuditError, UnsafeArtifactError
-from ._estimation.estimators import decompose_kl
-from ._model.families import DiagonalGaussian
-from ._model.protocols import AuditModel, Decoder, Encoder, Prior
+from .._audit.audit import ModelAudit, audit_model
+from .._errors import AuditError, UnsafeArtifactError
+from .._estimation.estimators import decompose_kl
+from .._model.protocols import AuditModel, Decoder, Encoder, Prior
+from ._context import (
+    _SHAPE_POINTS,
+    FLOAT32_RTOL,
+    Z_LIMIT,
+    CheckContext,
+    _close,
+    _encode,
+    _float64_array,
+    _skip,
+    _subset,
+    _WithoutClosedForm,
+)
 
 __all__ = [
     "CHECKS",
     "FLOAT32_RTOL",
-    "REFERENCE_SIZES",
-    "BoobyTrap",
     "CheckContext",
     "adapter_checks",
     "assert_audits_close",
-    "binary_data",
     "check_adapter",
     "check_names",
-    "informative_weights",
-    "numpy_reference",
-    "record_decoder_calls",
     "run_check",
-    "write_pickle_trap",
-    "write_safetensors",
 ]
-
-#: Relative tolerance for results that may differ by float32 rounding only
-#: (the same data point in batches of different sizes: BLAS kernels block
-#: differently). A few units of float32 epsilon (1.2e-7) times sqrt(fan-in).
-FLOAT32_RTOL = 1e-5
-
-#: A Monte Carlo comparison fails beyond this many standard errors (a false
-#: alarm has probability below 1e-6 under a normal approximation).
-Z_LIMIT = 5.0
-
-_SHAPE_POINTS = 16
-
-
-@dataclass
-class CheckContext:
-    """What a check needs.
-
-    Parameters
-    ----------
-    model : AuditModel
-    x : ndarray
-        Data the model accepts (at least 8 points; a few hundred for the
-        statistical checks).
-    reference_prior : Prior, optional
-        The core's equivalent of the model's prior, built independently (e.g.
-        ``StandardNormal(D)`` or ``MixtureOfGaussians(w, mu, sigma)`` from the
-        parameters the test put into the model).
-    load : callable, optional
-        ``load(path) -> AuditModel``: how the adapter opens a weights file,
-        for the unsafe-file check.
-    unsafe_file : path, optional
-        A booby-trapped file :func:`load` must refuse (see :func:`write_pickle_trap`).
-    marker : path, optional
-        The file the trap's payload would create.
-    settings : AuditSettings
-        For the audit-level checks.
-    """
-
-    model: AuditModel
-    x: NDArray[Any]
-    reference_prior: Prior | None = None
-    load: Callable[[Path], Any] | None = None
-    unsafe_file: Path | None = None
-    marker: Path | None = None
-    settings: AuditSettings = field(default_factory=lambda: AuditSettings(seed=12345))
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _skip(why: str) -> NoReturn:
-    raise unittest.SkipTest(why)
-
-
-def _close(a: NDArray[Any], b: NDArray[Any], rtol: float, atol: float, what: str) -> None:
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    assert a.shape == b.shape, f"{what}: shapes {a.shape} and {b.shape} differ"
-    err = np.abs(a - b)
-    tol = atol + rtol * np.abs(b)
-    if not (err <= tol).all():
-        i = np.unravel_index(int(np.argmax(err - tol)), err.shape)
-        raise AssertionError(
-            f"{what}: {int((err > tol).sum())} of {err.size} values differ; worst at {tuple(int(j) for j in i)}: "
-            f"{a[i]!r} vs {b[i]!r} (tolerance {tol[i]:.3g})"
-        )
-
-
-def _float64_array(value: Any, shape: tuple[int, ...], what: str) -> NDArray[np.float64]:
-    assert isinstance(value, np.ndarray), f"{what} returned {type(value).__name__}, not a numpy array"
-    assert value.dtype == np.float64, f"{what} returned dtype {value.dtype}, not float64"
-    assert value.shape == shape, f"{what} returned shape {value.shape}, expected {shape}"
-    assert np.isfinite(value).all(), f"{what} returned non-finite values"
-    return value
-
-
-def _subset(x: NDArray[Any], n: int) -> NDArray[Any]:
-    assert x.shape[0] >= 8, f"the checks need at least 8 data points, got {x.shape[0]}"
-    return x[: min(n, x.shape[0])]
-
-
-def _encode(ctx: CheckContext, x: NDArray[Any]) -> DiagonalGaussian:
-    q = ctx.model.encoder.encode(x)
-    assert isinstance(q, DiagonalGaussian), (
-        f"encode returned {type(q).__name__}, not elbo_audit.DiagonalGaussian"
-    )
-    return q
-
-
-class _WithoutClosedForm:
-    """A prior seen without its ``cross_entropy`` (forces the Monte Carlo avg_kl)."""
-
-    def __init__(self, prior: Prior) -> None:
-        self._prior = prior
-        self.name = prior.name
-
-    @property
-    def n_latent(self) -> int:
-        return self._prior.n_latent
-
-    @property
-    def factorised(self) -> bool:
-        return self._prior.factorised
-
-    def log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
-        return self._prior.log_prob(z)
-
-    def marginal_log_prob(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
-        # marginal_log_prob is an optional member, outside the Prior protocol
-        return self._prior.marginal_log_prob(z)  # type: ignore[attr-defined, no-any-return]
-
-    def sample(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
-        return self._prior.sample(rng, n)
-
 
 # ----------------------------------------------------------------------------- the checks
 
@@ -579,142 +421,3 @@ def assert_audits_close(a: ModelAudit, b: ModelAudit, atol: float, rtol: float =
                     f"prior {prior!r}, {name}.{attr}: {va!r} vs {vb!r} (|diff| {abs(va - vb):.3g} > "
                     f"{atol + rtol * abs(vb):.3g})"
                 )
-
-
-# ----------------------------------------------------------------------------- booby traps
-
-
-class BoobyTrap:
-    """An object whose unpickling creates the file ``marker`` (via ``builtins.exec``).
-
-    Pickle it (``pickle.dump``, ``torch.save``, inside an object array of an
-    ``.npz``) to build a file a safe loader must refuse; if ``marker`` appears
-    the payload ran.
-    """
-
-    def __init__(self, marker: str | Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        code = f"open({self.marker!r}, 'w').write('the payload ran')"
-        return (builtins.exec, (code,))
-
-
-def write_pickle_trap(path: str | Path, marker: str | Path) -> Path:
-    """Write a pickle at ``path`` whose loading would create ``marker``."""
-    path = Path(path)
-    with open(path, "wb") as fh:
-        pickle.dump({"weight": BoobyTrap(marker)}, fh, protocol=2)
-    return path
-
-
-# ----------------------------------------------------------------------------- reference model
-
-#: (x_dim, hidden, latent) of the reference MLP VAE in the adapters' tests.
-REFERENCE_SIZES = (64, 32, 4)
-_X_DIM, _HIDDEN, _LATENT = REFERENCE_SIZES
-
-
-def binary_data(n: int = 300, x_dim: int = _X_DIM, seed: int = 0) -> NDArray[np.float64]:
-    """Noisy copies of 5 binary prototypes: structured binary data, shape (n, x_dim)."""
-    rng = np.random.default_rng(seed)
-    protos = rng.random((5, x_dim)) < 0.5
-    flips = rng.random((n, x_dim)) < 0.1
-    return (protos[rng.integers(0, 5, n)] ^ flips).astype(np.float64)
-
-
-def informative_weights(
-    x_dim: int = _X_DIM, hidden: int = _HIDDEN, latent: int = _LATENT, seed: int = 1
-) -> dict[str, NDArray[np.float64]]:
-    """Reference-layout weights whose posteriors are narrow and spread (KL of several nats)."""
-    rng = np.random.default_rng(seed)
-
-    def lin(out: int, inp: int, gain: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        return rng.normal(0, gain / np.sqrt(inp), (out, inp)), rng.normal(0, 0.1, out)
-
-    w: dict[str, NDArray[np.float64]] = {}
-    w["encoder.hidden.weight"], w["encoder.hidden.bias"] = lin(hidden, x_dim, 2.0)
-    w["encoder.mean.weight"], w["encoder.mean.bias"] = lin(latent, hidden, 2.0)
-    w["encoder.log_var.weight"], w["encoder.log_var.bias"] = lin(latent, hidden, 0.5)
-    w["encoder.log_var.bias"] = w["encoder.log_var.bias"] - 3.0
-    w["decoder.hidden.weight"], w["decoder.hidden.bias"] = lin(hidden, latent, 2.0)
-    w["decoder.logits.weight"], w["decoder.logits.bias"] = lin(x_dim, hidden, 2.0)
-    return w
-
-
-def _np_encode(
-    w: Mapping[str, NDArray[Any]], x: NDArray[Any]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    h = np.tanh(x.reshape(x.shape[0], -1) @ w["encoder.hidden.weight"].T + w["encoder.hidden.bias"])
-    return (h @ w["encoder.mean.weight"].T + w["encoder.mean.bias"],
-            h @ w["encoder.log_var.weight"].T + w["encoder.log_var.bias"])
-
-
-def _np_logits(w: Mapping[str, NDArray[Any]], z: NDArray[Any]) -> NDArray[np.float64]:
-    h = np.tanh(z @ w["decoder.hidden.weight"].T + w["decoder.hidden.bias"])
-    logits: NDArray[np.float64] = h @ w["decoder.logits.weight"].T + w["decoder.logits.bias"]
-    return logits
-
-
-def _np_bernoulli_loglik(
-    w: Mapping[str, NDArray[Any]], x: NDArray[Any], z: NDArray[Any]
-) -> NDArray[np.float64]:
-    """log p(x_b | z_bk) = sum_i x_i l_i - log(1 + e^l_i), shape (B, K)."""
-    logits = _np_logits(w, z)  # (B, K, X)
-    xb = x.reshape(x.shape[0], 1, -1)
-    loglik: NDArray[np.float64] = np.sum(xb * logits - np.logaddexp(0.0, logits), axis=-1)
-    return loglik
-
-
-def numpy_reference() -> SimpleNamespace:
-    """The reference MLP VAE (tanh) in numpy, from its documented parameter layout.
-
-    Written without any code of an adapter, so that an adapter's tests compare
-    it against an independent implementation.
-
-    Returns
-    -------
-    SimpleNamespace
-        ``encode(w, x) -> (mean, log_var)``, ``logits(w, z)``,
-        ``bernoulli_loglik(w, x, z) -> (B, K)`` (z of shape (B, K, D)), the
-        data and weights makers :func:`binary_data` and
-        :func:`informative_weights`, and the sizes ``X_DIM``, ``HIDDEN``,
-        ``LATENT`` (:data:`REFERENCE_SIZES`).
-    """
-    return SimpleNamespace(
-        encode=_np_encode, logits=_np_logits, bernoulli_loglik=_np_bernoulli_loglik,
-        binary_data=binary_data, informative_weights=informative_weights,
-        X_DIM=_X_DIM, HIDDEN=_HIDDEN, LATENT=_LATENT,
-    )
-
-
-def write_safetensors(arrays: Mapping[str, NDArray[Any]], path: str | Path) -> Path:
-    """Save numpy ``arrays`` by name to a ``.safetensors`` file (needs the safetensors package)."""
-    from safetensors.numpy import save_file
-
-    path = Path(path)
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path))
-    return path
-
-
-def record_decoder_calls(model: AuditModel) -> list[tuple[NDArray[Any], NDArray[np.float64]]]:
-    """Wrap ``model.decoder`` so that every ``log_likelihood(x, z)`` call is recorded.
-
-    Returns
-    -------
-    list of (x, z)
-        Copies of the arguments of each call, appended as the core makes them.
-    """
-    seen: list[tuple[NDArray[Any], NDArray[np.float64]]] = []
-    inner = model.decoder
-    if inner is None:
-        raise ValueError(f"model {model.name!r} has no decoder to record")
-    recorded: Decoder = inner  # narrowed: the nested class below does not see the check
-
-    class _Recorder:
-        def log_likelihood(self, x: NDArray[Any], z: NDArray[np.float64]) -> NDArray[np.float64]:
-            seen.append((np.array(x), np.array(z)))
-            return recorded.log_likelihood(x, z)
-
-    model.decoder = _Recorder()
-    return seen
