@@ -21,7 +21,8 @@ from .._model.protocols import Decoder, Prior
 from .._model.streams import IMPORTANCE, REFINE, REFINE_ELBO, stream
 from .._reporting import SILENT, Reporter
 from .importance import IW_TERMS, inference_gap, iw_log_likelihood
-from .refine import REFINE_TERMS, check_gradient, gap_terms, refine_posteriors, refined_elbo
+from .model_calls import call_decoder_grad
+from .refine import REFINE_TERMS, gap_terms, refine_posteriors, refined_elbo
 
 __all__ = ["GAP_TERMS", "gap_estimates", "not_evaluated", "require_gradient"]
 
@@ -126,16 +127,7 @@ def _refine(
     raw = require_gradient(decoder, model, adapter)
 
     def grad(start: int, stop: int, z: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        try:
-            res = raw(x[start:stop], z)
-        except ModelError:
-            raise
-        except Exception as exc:
-            raise ModelError(
-                f"model {model!r}: log_likelihood_grad raised on data points {start}..{stop - 1}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        return check_gradient(res, z.shape, start, model)
+        return call_decoder_grad(raw, x, z, start, stop, model)
 
     return refine_posteriors(
         grad, prior, q, stream(seed, REFINE), steps, batch_size,

@@ -7,6 +7,8 @@ names the model and the data points.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -18,7 +20,10 @@ from .._model.families import DiagonalGaussian
 from .._model.protocols import Decoder, Encoder
 from .._reporting import SILENT, Reporter
 
-__all__ = ["call_decoder", "encode_all", "reconstruction_term", "supplied_reconstruction"]
+__all__ = [
+    "call_decoder", "call_decoder_grad", "check_gradient", "encode_all", "reconstruction_term",
+    "supplied_reconstruction", "user_code",
+]
 
 _RECON = "Monte Carlo over z ~ q(z|x_n), {k} draw(s) per data point"
 
@@ -66,15 +71,8 @@ def _encode_batch(
     means: list[NDArray[np.float64]], stds: list[NDArray[np.float64]],
 ) -> None:
     xb = x[start : start + batch_size]
-    try:
+    with user_code(model, "encoder", start, start + len(xb)):
         q = encoder.encode(xb)
-    except ModelError as exc:
-        raise ModelError(f"{exc} (in the batch starting at data point {start})") from exc
-    except Exception as exc:
-        raise ModelError(
-            f"model {model!r}: encoder raised on data points {start}..{start + len(xb) - 1}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
     if not isinstance(q, DiagonalGaussian):
         raise ModelError(
             f"model {model!r}: encoder returned {type(q).__name__}, expected DiagonalGaussian"
@@ -145,16 +143,57 @@ def call_decoder(
     decoder: Decoder, x: NDArray[Any], z: NDArray[np.float64], start: int, stop: int, model: str
 ) -> NDArray[np.float64]:
     """log p(x_b | z_bk) for the data points start..stop-1, checked (ModelError naming them)."""
-    try:
+    with user_code(model, "decoder", start, stop):
         ll = decoder.log_likelihood(x[start:stop], z)
+    return _check_loglik(ll, (stop - start, z.shape[1]), start, model)
+
+
+def call_decoder_grad(
+    grad: Callable[..., Any], x: NDArray[Any], z: NDArray[np.float64], start: int, stop: int, model: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The decoder's ``log_likelihood_grad`` for the data points start..stop-1, checked."""
+    with user_code(model, "log_likelihood_grad", start, stop):
+        out = grad(x[start:stop], z)
+    return check_gradient(out, z.shape, start, model)
+
+
+@contextlib.contextmanager
+def user_code(model: str, what: str, start: int, stop: int) -> Iterator[None]:
+    """Whatever the model's own code raises becomes a ModelError naming the model and data points."""
+    try:
+        yield
     except ModelError as exc:
         raise ModelError(f"{exc} (in the batch starting at data point {start})") from exc
     except Exception as exc:
         raise ModelError(
-            f"model {model!r}: decoder raised on data points {start}..{stop - 1}: "
+            f"model {model!r}: {what} raised on data points {start}..{stop - 1}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    return _check_loglik(ll, (stop - start, z.shape[1]), start, model)
+
+
+def check_gradient(
+    out: Any, shape: tuple[int, int, int], start: int, model: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The decoder's (log-likelihoods, gradients), checked for shape and finiteness."""
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise ModelError(
+            f"model {model!r}: log_likelihood_grad must return (log-likelihoods, gradients), "
+            f"got {type(out).__name__}"
+        )
+    ll, g = (np.asarray(a, np.float64) for a in out)
+    if ll.shape != shape[:2] or g.shape != shape:
+        raise ModelError(
+            f"model {model!r}: log_likelihood_grad returned shapes {ll.shape} and {g.shape}, expected "
+            f"{shape[:2]} and {shape} (batch starting at data point {start})"
+        )
+    bad = ~(np.isfinite(ll) & np.isfinite(g).all(axis=2))
+    if bad.any():
+        row = start + int(np.flatnonzero(bad.any(axis=1))[0])
+        raise ModelError(
+            f"model {model!r}: decoder gradient is NaN or infinite at data point {row} "
+            "(while refining the posteriors)"
+        )
+    return ll, g
 
 
 def supplied_reconstruction(samples: NDArray[np.float64]) -> TermEstimate:

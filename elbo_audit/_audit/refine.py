@@ -17,7 +17,6 @@ amount; both move with T (and the step size), which the report records.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -243,28 +242,3 @@ def gap_terms(
         else TermEstimate.not_evaluated("needs elbo")
     )
     return {"refined_elbo": refined, "amortization_gap": amort, "approximation_gap": approx}
-
-
-def check_gradient(
-    out: Any, shape: tuple[int, int, int], start: int, model: str
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """The decoder's (log-likelihoods, gradients), checked for shape and finiteness."""
-    if not (isinstance(out, tuple) and len(out) == 2):
-        raise ModelError(
-            f"model {model!r}: log_likelihood_grad must return (log-likelihoods, gradients), "
-            f"got {type(out).__name__}"
-        )
-    ll, g = (np.asarray(a, np.float64) for a in out)
-    if ll.shape != shape[:2] or g.shape != shape:
-        raise ModelError(
-            f"model {model!r}: log_likelihood_grad returned shapes {ll.shape} and {g.shape}, expected "
-            f"{shape[:2]} and {shape} (batch starting at data point {start})"
-        )
-    bad = ~(np.isfinite(ll) & np.isfinite(g).all(axis=2))
-    if bad.any():
-        row = start + int(np.flatnonzero(bad.any(axis=1))[0])
-        raise ModelError(
-            f"model {model!r}: decoder gradient is NaN or infinite at data point {row} "
-            "(while refining the posteriors)"
-        )
-    return ll, g

@@ -106,7 +106,14 @@ def test_unreadable_input_and_unwritable_output_folder(tmp_path: Path, capsys: p
 def test_a_model_encoder_beyond_the_value_ranges_is_refused(mean: float, std: float, words: str) -> None:
     # saved encodings are held to ENCODING_BOUNDS by the CLI (exit 2); a model's encoder to the same
     # bounds by the core (exit 3), instead of an audit whose terms are inf or NaN
-    from elbo_audit import AuditModel, AuditSettings, DiagonalGaussian, ModelError, StandardNormal, audit_model
+    from elbo_audit import (
+        AuditModel,
+        AuditSettings,
+        DiagonalGaussian,
+        ModelError,
+        StandardNormal,
+        audit_model,
+    )
 
     class _Encoder:
         def __init__(self, m: float, s: float) -> None:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def test_a_signal_during_a_deferred_block_is_held_until_it_ends(sig: int, exc: t
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigint_while_the_command_imports_gives_one_line(tmp_path: Path) -> None:
+def test_sigint_while_the_command_imports_gives_one_line(tmp_path: Path, signal_after_handshake: Callable[..., tuple[str, str]]) -> None:
     # the guard is installed by `import elbo_audit` in the elbo-audit command: deliver SIGINT inside
     # the import itself by importing from a module whose own import blocks
     (tmp_path / "slowimport.py").write_text(
@@ -101,17 +102,7 @@ def test_sigint_while_the_command_imports_gives_one_line(tmp_path: Path) -> None
         [sys.executable, "-c", driver], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"},
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "started").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _, err = signal_after_handshake(proc, tmp_path / "started", signal.SIGINT, "the import")
     assert proc.returncode == 130, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err

@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,9 @@ def build():
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
-def test_a_signal_inside_user_code_ends_the_run_cleanly(tmp_path: Path, sig: int, code: int, word: str) -> None:
+def test_a_signal_inside_user_code_ends_the_run_cleanly(
+    tmp_path: Path, sig: int, code: int, word: str, signal_after_handshake: Callable[..., tuple[str, str]]
+) -> None:
     (tmp_path / "slow_model.py").write_text(FACTORY)
     np.save(tmp_path / "x.npy", np.zeros((10, 4)))
     before = set(os.listdir(tmp_path))
@@ -40,17 +42,7 @@ def test_a_signal_inside_user_code_ends_the_run_cleanly(tmp_path: Path, sig: int
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "started").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the factory never started"
-            time.sleep(0.05)
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out, err = signal_after_handshake(proc, tmp_path / "started", sig, "the factory")
     assert proc.returncode == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and word in lines[0] and "Traceback" not in err, err
@@ -82,7 +74,7 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.parametrize("threads", ["1", "2"])
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_a_signal_during_the_pairwise_pass_leaves_no_partial_report(
-    tmp_path: Path, sig: int, code: int, word: str, threads: str,
+    tmp_path: Path, sig: int, code: int, word: str, threads: str, signal_after_handshake: Callable[..., tuple[str, str]],
 ) -> None:
     (tmp_path / "driver.py").write_text(DRIVER)
     rng = np.random.default_rng(0)
@@ -94,17 +86,7 @@ def test_a_signal_during_the_pairwise_pass_leaves_no_partial_report(
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT), "ELBO_AUDIT_NUM_THREADS": threads},
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "started").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the pairwise pass never started"
-            time.sleep(0.05)
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out, err = signal_after_handshake(proc, tmp_path / "started", sig, "the pairwise pass")
     assert proc.returncode == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and word in lines[0] and "Traceback" not in err, err
