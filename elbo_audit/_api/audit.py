@@ -23,14 +23,14 @@ from .._cli.config import PriorEntry, RunConfig
 from .._cli.io import array_sha256, binarize_grey_levels
 from .._cli.models import pick_adapter, wrap_object
 from .._cli.plugins import PluginHost
-from .._cli.run import (
-    _OVERRIDES,
-    _check_gate_targets,
-    _check_prior,
-    _parse_prior_option,
-    _prior_makers_for,
-    _settings,
-    _warn_unmet_targets,
+from .._cli.run_setup import (
+    OVERRIDES,
+    audit_settings_of,
+    check_gate_targets,
+    check_prior,
+    parse_prior_option,
+    prior_makers_for,
+    warn_unmet_targets,
 )
 from .._errors import UsageError
 from .._model.families import DiagonalGaussian
@@ -46,7 +46,7 @@ from .result import AuditResult
 __all__ = ["audit", "audit_settings", "prepare_model"]
 
 #: Settings by their config-file name, or by the CLI's option name (``bootstrap`` for ``resamples``).
-_NAMES = {f.name for f in fields(RunConfig)} | set(_OVERRIDES)
+_NAMES = {f.name for f in fields(RunConfig)} | set(OVERRIDES)
 _NOT_SETTINGS = {"data_name", "data_path", "data_key", "posteriors", "native_prior", "models",
                  "priors", "out", "source", "gates"}
 
@@ -61,7 +61,7 @@ def audit_settings(settings: Mapping[str, Any]) -> RunConfig:
     """
     cfg = RunConfig()
     for key, value in settings.items():
-        attr = _OVERRIDES.get(key, key)
+        attr = OVERRIDES.get(key, key)
         if key not in _NAMES or attr in _NOT_SETTINGS:
             known = sorted(n for n in _NAMES if n not in _NOT_SETTINGS)
             raise UsageError(f"audit(): unknown setting {key!r} (settings: {', '.join(known)})")
@@ -152,7 +152,7 @@ def _prior_entries(priors: Any) -> tuple[list[PriorEntry], dict[str, Prior]]:
                 )
         return entries, ready
     if isinstance(priors, Sequence):
-        return [_parse_prior_option(str(p)) for p in priors], {}
+        return [parse_prior_option(str(p)) for p in priors], {}
     raise UsageError(f"audit(): priors must be a list of '[LABEL=]FAMILY[,KEY=VALUE...]' or a mapping, "
                      f"got {type(priors).__name__}")
 
@@ -248,12 +248,12 @@ def audit(
     """
     model = as_pair(model, prior, posterior, likelihood)
     cfg = audit_settings(settings)
-    run_settings = _settings(cfg)
+    run_settings = audit_settings_of(cfg)
     parsed_gates = [parse_gate(g) for g in gates]
     host = PluginHost(blocked=[])
     entries, ready = _prior_entries(priors)
-    makers = _prior_makers_for(entries, host, cfg.seed)
-    _check_gate_targets(parsed_gates, [name], ["native", *makers, *ready])
+    makers = prior_makers_for(entries, host, cfg.seed)
+    check_gate_targets(parsed_gates, [name], ["native", *makers, *ready])
     x = as_array(data, "audit(data)")
     if cfg.limit is not None:
         x = x[: cfg.limit]
@@ -269,10 +269,10 @@ def audit(
     with _progress(show_progress) as reporter:
 
         def alternatives(q: DiagonalGaussian) -> dict[str, Prior]:
-            out: dict[str, Prior] = {k: _check_prior(p, k, q.n_latent) for k, p in ready.items()}
+            out: dict[str, Prior] = {k: check_prior(p, k, q.n_latent) for k, p in ready.items()}
             for label, make in makers.items():
                 with reporter.task(f"prior {label} for {name}", 1) as step:
-                    out[label] = _check_prior(make(q), label, q.n_latent)
+                    out[label] = check_prior(make(q), label, q.n_latent)
                     step.advance()
             for label, p in out.items():
                 families[(name, label)] = p.name
@@ -282,7 +282,7 @@ def audit(
             audits: list[ModelAudit] = [
                 audit_model(wrapped, x, run_settings, extra_priors=alternatives, engine=engine, reporter=reporter)
             ]
-        _warn_unmet_targets(audits)
+        warn_unmet_targets(audits)
         dataset: dict[str, Any] = {"name": data_name, "sha256": array_sha256(x), "size": int(x.shape[0])}
         if cfg.limit is not None:
             dataset["limit"] = int(cfg.limit)

@@ -7,7 +7,6 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,46 +14,42 @@ import numpy as np
 import xarray as xr
 
 from .._audit.audit import (
-    AuditSettings,
     ModelAudit,
     audit_encodings,
     audit_model,
 )
 from .._audit.model_calls import supplied_reconstruction
-from .._errors import AuditError, GateFailed, ModelError, PluginError, UsageError
-from .._estimation.bootstrap import CI_METHODS
+from .._errors import AuditError, GateFailed, PluginError, UsageError
 from .._model.families import DiagonalGaussian
 from .._model.priors import StandardNormal
 from .._model.protocols import Prior
 from .._report.assemble import assemble_report, judge_gates
 from .._report.build import write_report
-from .._report.gates import Baseline, Gate, parse_gate
+from .._report.gates import Baseline, parse_gate
 from .._report.identity import pairing
 from .._report.schema import open_report
 from .._report.summary import format_summary
 from ..hookspecs import Dataset, ModelRef
 from . import progress
 from .backends import resolve_engine
-from .config import ModelEntry, PriorEntry, RunConfig, load_config
+from .config import ModelEntry, RunConfig, load_config
 from .io import array_sha256, binarize_grey_levels, load_array_file, load_posteriors
 from .models import load_model
 from .plugins import PluginHost
 from .run_checks import input_paths, preflight_run, require_evaluated
+from .run_setup import (
+    OVERRIDES,
+    audit_settings_of,
+    check_gate_targets,
+    check_prior,
+    parse_prior_option,
+    prior_makers,
+    prior_makers_for,
+    warn_unmet_targets,
+)
 from .validate import check_environment, check_not_empty, check_numbers, check_paths
 
 __all__ = ["load_baseline", "load_dataset", "merge_args", "run_from_args"]
-
-_OVERRIDES = {
-    "seed": "seed", "samples_per_point": "samples_per_point",
-    "reconstruction_samples": "reconstruction_samples", "marginal_samples": "marginal_samples",
-    "batch_size": "batch_size", "bootstrap": "resamples", "confidence": "confidence", "out": "out",
-    "binarize": "binarize", "limit": "limit", "posteriors": "posteriors",
-    "ci_method": "ci_method", "target_se": "target_se", "max_seconds": "max_seconds",
-    "max_samples_per_point": "max_samples_per_point", "backend": "backend", "precision": "precision",
-    "scheduler": "scheduler", "iw_samples": "iw_samples", "active_threshold": "active_threshold",
-    "refine_steps": "refine_steps", "refine_lr": "refine_lr", "refine_samples": "refine_samples",
-}
-
 
 def load_dataset(spec: str, host: PluginHost, binarize: float | None, limit: int | None) -> Dataset:
     """A registered dataset by name (``digits``), else a file."""
@@ -82,27 +77,10 @@ def load_dataset(spec: str, host: PluginHost, binarize: float | None, limit: int
     return load_array_file(spec, binarize=binarize, limit=limit)
 
 
-def _parse_prior_option(text: str) -> PriorEntry:
-    label, _, rest = text.partition("=") if "=" in text.split(",", 1)[0] else (None, "", text)
-    family, *opts = rest.split(",")
-    options: dict[str, Any] = {}
-    for opt in opts:
-        key, eq, value = opt.partition("=")
-        if not eq or not key:
-            raise UsageError(f"--prior {text!r}: options are KEY=VALUE, got {opt!r}")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    if not family:
-        raise UsageError(f"--prior {text!r}: expected [LABEL=]FAMILY[,KEY=VALUE...]")
-    return PriorEntry(label or family, family, options)
-
-
 def merge_args(args: argparse.Namespace) -> RunConfig:
     """The config file (if any) with every command-line option laid over it."""
     cfg = load_config(args.config) if args.config else RunConfig()
-    for arg, attr in _OVERRIDES.items():
+    for arg, attr in OVERRIDES.items():
         value = getattr(args, arg, None)
         if value is not None:
             setattr(cfg, attr, value)
@@ -146,7 +124,7 @@ def merge_args(args: argparse.Namespace) -> RunConfig:
             if getattr(args, "no_weights", False):
                 m.no_weights = True
     if args.prior:
-        cfg.priors = [_parse_prior_option(p) for p in args.prior]
+        cfg.priors = [parse_prior_option(p) for p in args.prior]
     if args.pointwise:
         cfg.pointwise = True
     if args.no_interaction_adjust:
@@ -155,132 +133,13 @@ def merge_args(args: argparse.Namespace) -> RunConfig:
     return cfg
 
 
-def _settings(cfg: RunConfig) -> AuditSettings:
-    for flag in ("samples_per_point", "reconstruction_samples", "marginal_samples", "batch_size"):
-        if getattr(cfg, flag) < 1:
-            raise UsageError(f"{flag.replace('_', '-')} must be at least 1, got {getattr(cfg, flag)}")
-    if cfg.resamples < 0:
-        raise UsageError(f"bootstrap resamples must be >= 0, got {cfg.resamples}")
-    if not 0.0 < cfg.confidence < 1.0:
-        raise UsageError(f"confidence must be between 0 and 1, got {cfg.confidence}")
-    if cfg.ci_method not in CI_METHODS:
-        raise UsageError(f"bootstrap method {cfg.ci_method!r}: expected one of {', '.join(CI_METHODS)}")
-    if cfg.target_se is not None and cfg.target_se <= 0:
-        raise UsageError(f"target_se must be positive, got {cfg.target_se}")
-    if cfg.max_seconds is not None and cfg.max_seconds <= 0:
-        raise UsageError(f"max_seconds must be positive, got {cfg.max_seconds}")
-    if cfg.max_samples_per_point is not None and cfg.max_samples_per_point < cfg.samples_per_point:
-        raise UsageError(
-            f"max_samples_per_point ({cfg.max_samples_per_point}) must be at least "
-            f"samples_per_point ({cfg.samples_per_point})"
-        )
-    if cfg.limit is not None and cfg.limit < 2:
-        raise UsageError(f"limit must be at least 2 data points, got {cfg.limit}")
-    return AuditSettings(
-        seed=cfg.seed,
-        samples_per_point=cfg.samples_per_point,
-        reconstruction_samples=cfg.reconstruction_samples,
-        marginal_samples=cfg.marginal_samples,
-        batch_size=cfg.batch_size,
-        target_se=cfg.target_se,
-        max_seconds=cfg.max_seconds,
-        max_samples_per_point=cfg.max_samples_per_point,
-        n_resamples=cfg.resamples,
-        confidence_level=cfg.confidence,
-        ci_method=cfg.ci_method,
-        interaction_adjust=cfg.interaction_adjust,
-        iw_samples=cfg.iw_samples,
-        refine_steps=cfg.refine_steps,
-        refine_lr=float(cfg.refine_lr),
-        refine_samples=cfg.refine_samples,
-        active_threshold=float(cfg.active_threshold),
-    )
-
-
-PriorMaker = Callable[[DiagonalGaussian], Prior]
-
-
-def _prior_makers(cfg: RunConfig, host: PluginHost, seed: int) -> dict[str, PriorMaker]:
-    return _prior_makers_for(cfg.priors, host, seed)
-
-
-def _prior_makers_for(entries: list[PriorEntry], host: PluginHost, seed: int) -> dict[str, PriorMaker]:
-    if not entries:
-        return {}
-    registered = host.priors()
-    makers: dict[str, PriorMaker] = {}
-    for entry in entries:
-        if entry.family not in registered:
-            known = ", ".join(sorted(registered))
-            raise UsageError(f"prior {entry.name!r}: unknown family {entry.family!r} (registered: {known})")
-        plugin, info = registered[entry.family]
-
-        def make(q: DiagonalGaussian, info: Any = info, plugin: str = plugin, entry: PriorEntry = entry) -> Prior:
-            options = dict(entry.options)
-            if info.fitted:
-                options.update(posteriors=q, seed=seed)
-            try:
-                built: Prior = info.build(q.n_latent, options)
-                return built
-            except AuditError:
-                raise
-            except Exception as exc:
-                raise PluginError(
-                    f"prior {entry.name!r} (family {entry.family!r}, plugin {plugin!r}) raised "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-
-        makers[entry.name] = make
-    return makers
-
-
-def _check_prior(prior: Any, label: str, n_latent: int) -> Prior:
-    if not isinstance(prior, Prior):
-        raise PluginError(f"prior {label!r}: the plugin returned {type(prior).__name__}, not a Prior")
-    if prior.n_latent != n_latent:
-        raise ModelError(f"prior {label!r} has {prior.n_latent} latents, the posteriors have {n_latent}")
-    return prior
-
-
-def _warn_unmet_targets(audits: list[ModelAudit]) -> None:
-    """One line on stderr per model whose --target-se ran out of its budget (even with --quiet)."""
-    for a in audits:
-        seen: set[int] = set()
-        for pa in a.by_prior.values():
-            ad = pa.adaptive
-            if ad is None or ad.reached or id(ad) in seen:
-                continue
-            seen.add(id(ad))
-            ses = [se for terms in ad.achieved_se.values() for se in terms.values() if np.isfinite(se)]
-            worst = f"largest se {max(ses):.3g}, " if ses else ""
-            print(
-                f"elbo-audit: warning: model {a.model!r}: --target-se {ad.target_se:g} not reached "
-                f"({worst}{ad.samples_per_point} draws per point, stopped by {ad.stopped_by}); "
-                "the report records it (adaptive attribute reached = 0)",
-                file=sys.stderr,
-            )
-
-
-def _check_gate_targets(gates: list[Gate], models: list[str], priors: list[str]) -> None:
-    """Refuse, before any work, a gate on a model or prior this run does not audit."""
-    for g in gates:
-        if g.model is not None and g.model not in models:
-            raise UsageError(
-                f"--gate {g.expr!r}: no model {g.model!r} in this run (models: {', '.join(models) or 'none'})"
-            )
-        if g.prior not in priors:
-            raise UsageError(
-                f"--gate {g.expr!r}: no prior {g.prior!r} in this run (priors: {', '.join(priors)})"
-            )
-
-
 def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) -> int:
     """Run one audit as the command line (and config) asked; returns the exit code."""
     cfg = merge_args(args)
     check_environment()
     check_numbers(cfg)
     gates = [parse_gate(g) for g in cfg.gates]
-    settings = _settings(cfg)
+    settings = audit_settings_of(cfg)
     check_not_empty({"--baseline": getattr(args, "baseline", None)})
     check_paths(cfg.out, input_paths(cfg, getattr(args, "baseline", None)))
     # read the baseline now: a missing or broken one is refused before any work, not after it
@@ -289,12 +148,12 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
     families: dict[tuple[str, str], str] = {}
     extra: dict[str, Any] = {"config": cfg.source}
     host = PluginHost(blocked=blocked)
-    makers = _prior_makers(cfg, host, cfg.seed)
+    makers = prior_makers(cfg, host, cfg.seed)
     if cfg.posteriors:
         names = [args.name or Path(cfg.posteriors).stem]
     else:
         names = [m.name for m in cfg.models]
-    _check_gate_targets(gates, names, ["native", *makers])
+    check_gate_targets(gates, names, ["native", *makers])
     preflight_run(cfg, settings, gates, n_models=len(names), n_priors=1 + len(makers))
     engine = resolve_engine(host, cfg.backend, cfg.precision, cfg.device, cfg.scheduler,
                             adapters=not cfg.posteriors)
@@ -305,7 +164,7 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         for label, make in makers.items():
             _log(args, f"  fitting/evaluating prior {label!r} for {model!r}")
             with reporter.task(f"prior {label} for {model}", 1) as step:
-                out[label] = _check_prior(make(q), label, q.n_latent)
+                out[label] = check_prior(make(q), label, q.n_latent)
                 step.advance()
             families[(model, label)] = out[label].name
         return out
@@ -333,10 +192,10 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
         prior: Prior = StandardNormal(q.n_latent)
         if cfg.native_prior is not None:
             try:
-                built = _prior_makers_for([cfg.native_prior], host, cfg.seed)["native"](q)
+                built = prior_makers_for([cfg.native_prior], host, cfg.seed)["native"](q)
             except UsageError as exc:  # a bad option: name the table it came from
                 raise UsageError(f"{cfg.source}: [native_prior]: {exc}") from exc
-            prior = _check_prior(built, "native", q.n_latent)
+            prior = check_prior(built, "native", q.n_latent)
         name = args.name or Path(cfg.posteriors).stem
         _log(args, f"auditing {q.n_points} encodings ({q.n_latent} latents) from {cfg.posteriors}")
         priors: dict[str, Prior] = {"native": prior, **alternatives(q, name)}
@@ -389,7 +248,7 @@ def run_from_args(args: argparse.Namespace, blocked: list[str], command: str) ->
             families[(entry.name, "native")] = model.prior.name
         dataset = data.attrs
         extra["allow_unsafe"] = int(any(m.allow_unsafe for m in cfg.models))
-    _warn_unmet_targets(audits)
+    warn_unmet_targets(audits)
     tree = assemble_report(
         audits,
         settings,
