@@ -25,6 +25,32 @@ def brute_log_mixture(z, mean, std, weights=None):
     return special.logsumexp(comp + log_w[None, :], axis=1)
 
 
+def assert_steps_equal_separate_audits(root, kept, x_val, settings, sizes):
+    """Every step of a Monitor report equals a separate audit of the weights kept at that step.
+
+    ``kept`` maps a step to a torch state dict of the reference MLP VAE with ``sizes``; each is
+    loaded into a fresh module and audited with ``elbo_audit.audit(..., **settings)``.
+    """
+    from elbo_audit_torch import reference
+
+    import elbo_audit
+    from elbo_audit._model.terms import TERMS
+
+    for step, state in kept.items():
+        fresh = reference.mlp_vae(**sizes)
+        fresh.load_state_dict(state)
+        alone = elbo_audit.audit(fresh, x_val, name="vae", **settings).dataset
+        for t in TERMS:
+            for v in (t, f"{t}_se", f"{t}_ci"):
+                np.testing.assert_array_equal(root[v].sel(step=step).values, alone[v].values, err_msg=v)
+
+
+@pytest.fixture
+def steps_equal_separate_audits():
+    """:func:`assert_steps_equal_separate_audits`, for the Monitor tests."""
+    return assert_steps_equal_separate_audits
+
+
 @pytest.fixture
 def brute():
     """The brute-force reference :func:`brute_log_mixture`."""
