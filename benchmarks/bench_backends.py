@@ -270,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dask-inner", default="native", help="backend on the Dask workers (default native)")
     ap.add_argument("--dask-n", type=int, default=50000, help="N = S of the Dask rows (default 50000)")
     args = ap.parse_args(argv)
-    ref = load_reference(args.reference)
-    if ref is None:
+    ref = None if args.no_reference else load_reference(args.reference)
+    if ref is None and not args.no_reference:
         print(f"(no reference kernel at {args.reference}: ratios omitted)", file=sys.stderr)
     head = ["N = S", "D", "implementation", "seconds", "G pairs/s", "vs reference",
             "max err (nats)", "peak traced MiB", "of fp32 FMA peak", "how"]

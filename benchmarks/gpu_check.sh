@@ -19,12 +19,20 @@
 #              JAX on gpu, in float32 and float64 (seconds, G pairs/s, fraction of the fp32
 #              FMA peak), then the whole default audit at N = 1e6 on the torch backend
 # The script's own exit code is that of the tests; the benchmark runs either way.
+#
+# Defaults are the figures above; three variables change them, to smoke-test the script itself
+# on a machine without a GPU (every step runs, the CUDA tests skip, the rows say "on cpu"):
+#
+#     GPU_CHECK_DEVICE=cpu GPU_CHECK_SIZES=2000 GPU_CHECK_AUDIT_N=2000 bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
+DEVICE=${GPU_CHECK_DEVICE:-cuda}
+SIZES=${GPU_CHECK_SIZES:-100000,1000000}
+AUDIT_N=${GPU_CHECK_AUDIT_N:-1000000}
 
 if ls .whl/*.whl >/dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -51,7 +59,7 @@ cat "$OUT/env.txt"
   plugins/elbo-audit-jax/tests/test_jax_backend.py 2>&1 | tee "$OUT/tests.txt"
 rc=${PIPESTATUS[0]}
 
-timeout 420 "$PY" benchmarks/bench_backends.py --sizes 100000,1000000 --dims 20 \
-  --devices cuda --skip numpy,native --naive-s 0 --no-reference --check-s 256 --repeat 2 \
-  --audit-n 1000000 --audit-backend torch --audit-device cuda 2>&1 | tee "$OUT/bench.txt"
+timeout 420 "$PY" benchmarks/bench_backends.py --sizes "$SIZES" --dims 20 \
+  --devices "$DEVICE" --skip numpy,native --naive-s 0 --no-reference --check-s 256 --repeat 2 \
+  --audit-n "$AUDIT_N" --audit-backend torch --audit-device "$DEVICE" 2>&1 | tee "$OUT/bench.txt"
 exit "$rc"
