@@ -187,7 +187,7 @@ def test_named_likelihoods_match_numpy(likelihood):
 def test_continuous_bernoulli_normaliser_from_its_definition():
     """log C(lambda), C = 2 atanh(1 - 2 lambda) / (1 - 2 lambda), in 50-digit arithmetic."""
     mpmath = pytest.importorskip("mpmath")
-    from elbo_audit_jax._adapter import _cb_log_norm
+    from elbo_audit_jax._decoder import _cb_log_norm
 
     mpmath.mp.dps = 50
     logits = [1e-6, 1e-3, -2e-3, 9.9e-3, 1.01e-2, -0.3, 2.0, -15.0, 30.0, -80.0]
