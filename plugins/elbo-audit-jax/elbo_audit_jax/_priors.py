@@ -1,8 +1,8 @@
 """The priors: what a JaxVAE says about p(z), as a core :class:`elbo_audit.Prior`.
 
-A Gaussian or mixture whose parameters are keys of the params (or callables
-of them), a VampPrior, a JAX log-density (:class:`JaxFunctionPrior`), a prior
-of elbo_audit itself or the standard normal, chosen by :func:`build_prior`.
+A Gaussian or mixture whose parameters are keys of the params, callables of
+them or arrays, a VampPrior, a JAX log-density (:class:`JaxFunctionPrior`), a
+prior of elbo_audit itself or the standard normal, chosen by :func:`build_prior`.
 """
 
 from __future__ import annotations

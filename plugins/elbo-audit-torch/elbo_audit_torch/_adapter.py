@@ -16,14 +16,7 @@ from typing import Any
 
 import torch
 
-from elbo_audit import (
-    AuditError,
-    AuditModel,
-    EncodeDecode,
-    ModelError,
-    ModelRef,
-    UsageError,
-)
+from elbo_audit import AuditError, AuditModel, EncodeDecode, ModelError, ModelRef, UsageError
 
 from ._networks import TorchDecoder, TorchEncoder, _Context
 from ._priors import build_prior

@@ -1,9 +1,9 @@
 """The priors: what a TorchVAE says about p(z), as a core :class:`elbo_audit.Prior`.
 
-A ``torch.distributions`` object over (D,) (:class:`TorchDistributionPrior`,
-evaluated in float64), a log-density callable (:class:`TorchCallablePrior`),
-a VampPrior, a prior of elbo_audit itself or the standard normal, chosen by
-:func:`build_prior`.
+A ``torch.distributions`` object over (D,) or a module returning one
+(:class:`TorchDistributionPrior`), a log-density callable
+(:class:`TorchCallablePrior`), a VampPrior, a prior of elbo_audit itself or
+the standard normal, chosen by :func:`build_prior`.
 """
 
 from __future__ import annotations
