@@ -83,7 +83,7 @@ class _LinearGaussian:
 def _w(orthogonal: bool) -> np.ndarray:
     w = np.random.default_rng(0).normal(size=(P, D))
     if orthogonal:
-        u, _, vt = np.linalg.svd(w, full_matrices=False)
+        u, _, _ = np.linalg.svd(w, full_matrices=False)
         w = u * np.array([2.0, 1.0, 0.5])
     return w
 

@@ -26,7 +26,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TUTORIALS = ("tutorial-torch.md", "tutorial-jax.md", "example.md", "api.md")
-FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
+FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 DRIVER = r"""
 import contextlib, io, json, subprocess, sys, traceback
@@ -103,7 +103,7 @@ def test_tutorial_runs_as_written(name: str, tmp_path: Path) -> None:
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("ELBO_AUDIT_SCHEDULER", None)
     run = subprocess.run([sys.executable, "driver.py", "steps.json"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(run.stdout.strip().splitlines()[-1])
     for i, res in enumerate(results):
